@@ -1,0 +1,7 @@
+"""rewardax: RL agents rewarded by vision-language models, end to end in JAX.
+
+Layers (dependencies point one way): ``envs`` (MJX physics, tasks, cameras) and ``rewards`` (frames to
+scalars) stand on ``render`` (a JAX ray caster) and ``models`` (Flax NNX vision-language models).
+"""
+
+__version__ = "0.1.0"

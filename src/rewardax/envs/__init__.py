@@ -1,0 +1,37 @@
+"""Environments: the MJX humanoid, the paper's tasks (prompts + oracle pose tests) and their camera.
+
+    env = rewardax.envs.make("splits", look="default")
+    state = env.reset(jax.random.key(0))
+    frame = env.renderer(224, 224)(state.pipeline_state)
+
+Envs are brax `Env`s; batch and episode them with brax's wrappers, e.g.
+``brax.envs.wrappers.training.wrap(env, episode_length=env.episode_length)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rewardax.envs.humanoid import Humanoid, HumanoidConfig
+from rewardax.envs.model import LOOKS, humanoid_model, humanoid_spec
+from rewardax.envs.tasks import TASKS, Task, get_task
+
+__all__ = ["LOOKS", "TASKS", "Humanoid", "HumanoidConfig", "Task", "get_task", "humanoid_model", "humanoid_spec",
+           "make", "names"]
+
+
+def names() -> tuple[str, ...]:
+    """Every name `make` accepts."""
+    return tuple(TASKS)
+
+
+def make(name: str, **overrides) -> Humanoid:
+    """The humanoid env for task ``name``, with `HumanoidConfig` fields overridden by keyword."""
+    if name not in TASKS:
+        raise ValueError(f"unknown env {name!r}; valid names are {', '.join(names())}")
+    fields = [f.name for f in dataclasses.fields(HumanoidConfig) if f.name != "task"]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for env {name!r}; valid options are "
+                         f"{', '.join(fields)}")
+    return Humanoid(HumanoidConfig(task=name, **overrides))

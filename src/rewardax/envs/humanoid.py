@@ -1,0 +1,133 @@
+"""The MJX humanoid of the VLM-RM paper as a brax `Env`.
+
+Physics only: the env's own reward is zero, because the reward comes from a model looking at the rendered
+frame (`rewardax.rewards`). Each step applies the action for ``frame_skip`` MJX steps of 0.003 s. There is
+no early termination: ``done`` stays 0 and episodes end only by truncation at ``episode_length`` steps,
+which brax's `EpisodeWrapper` records in ``info["truncation"]`` apart from termination. The task's oracle
+pose test is reported in ``metrics["success"]`` (for evaluation, never as the training reward).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import mujoco
+from brax.envs.base import Env, State
+from mujoco import mjx
+
+from rewardax.envs.model import LOOKS, humanoid_model
+from rewardax.envs.tasks import TASKS, get_task
+from rewardax.render import Camera, FreeCamera, Frame, Renderer
+
+
+@dataclasses.dataclass(frozen=True)
+class HumanoidConfig:
+    """Settings of the humanoid env (defaults: the VLM-RM paper)."""
+
+    task: str = "splits"
+    """Task name: one of `rewardax.envs.TASKS` (prompts and oracle success test)."""
+    look: str = "paper"
+    """Scene look: "paper" (sky, tiled floor, light-grey body, light from above) or "default" (the MJCF's own)."""
+    frame_skip: int = 5
+    """MJX steps of 0.003 s per env step."""
+    episode_length: int = 100
+    """Env steps per episode; reaching it truncates the episode (it is never terminated)."""
+    reset_noise: float = 0.01
+    """Half-width of the uniform noise added to the initial joint positions and velocities."""
+    camera: FreeCamera = FreeCamera()
+    """The task camera: MuJoCo free camera (paper: distance 3.5, look-at (0, 0, 1), elevation −10°, azimuth 180°)."""
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; valid tasks are {', '.join(TASKS)}")
+        if self.look not in LOOKS:
+            raise ValueError(f"unknown look {self.look!r}; valid looks are {', '.join(LOOKS)}")
+        for name in ("frame_skip", "episode_length"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.reset_noise < 0:
+            raise ValueError(f"reset_noise must be >= 0, got {self.reset_noise!r}")
+        if not isinstance(self.camera, FreeCamera):
+            raise ValueError(f"camera must be a rewardax.render.FreeCamera, got {type(self.camera).__name__}")
+
+
+class Humanoid(Env):
+    """MJX humanoid with 17 actuators; observations in Brax's layout (see `observation`)."""
+
+    def __init__(self, config: HumanoidConfig = HumanoidConfig()):
+        self.config = config
+        self.task = get_task(config.task)
+        self.mj_model: mujoco.MjModel = humanoid_model(config.look)
+        self.sys: mjx.Model = mjx.put_model(self.mj_model)
+        self._torso = mujoco.mj_name2id(self.mj_model, mujoco.mjtObj.mjOBJ_BODY, "torso")
+        self._ctrl_range = jnp.asarray(self.mj_model.actuator_ctrlrange, jnp.float32)
+
+    @property
+    def episode_length(self) -> int:
+        return self.config.episode_length
+
+    @property
+    def dt(self) -> float:
+        """Simulated seconds per env step."""
+        return self.config.frame_skip * float(self.mj_model.opt.timestep)
+
+    @property
+    def observation_size(self) -> int:
+        return int(self.observation(mjx.make_data(self.mj_model)).shape[-1])
+
+    @property
+    def action_size(self) -> int:
+        return int(self.mj_model.nu)
+
+    @property
+    def backend(self) -> str:
+        return "mjx"
+
+    def reset(self, rng: jax.Array) -> State:
+        """Standing pose of the model with uniform noise on positions and velocities."""
+        k_pos, k_vel = jax.random.split(rng)
+        noise = self.config.reset_noise
+        qpos = self.sys.qpos0 + jax.random.uniform(k_pos, (self.sys.nq,), minval=-noise, maxval=noise)
+        qvel = jax.random.uniform(k_vel, (self.sys.nv,), minval=-noise, maxval=noise)
+        data = mjx.forward(self.sys, mjx.make_data(self.sys).replace(qpos=qpos, qvel=qvel))
+        zero = jnp.zeros(())
+        return State(data, self.observation(data), zero, zero, {"success": self._success(data)}, {})
+
+    def step(self, state: State, action: jax.Array) -> State:
+        """Apply ``action`` (clipped to the actuator range) for ``frame_skip`` physics steps."""
+        ctrl = jnp.clip(action, self._ctrl_range[:, 0], self._ctrl_range[:, 1])
+        data = state.pipeline_state.replace(ctrl=ctrl)
+        data = jax.lax.fori_loop(0, self.config.frame_skip, lambda _, d: mjx.step(self.sys, d), data)
+        metrics = {**state.metrics, "success": self._success(data)}
+        return state.replace(pipeline_state=data, obs=self.observation(data), reward=jnp.zeros(()),
+                             metrics=metrics)
+
+    def observation(self, data: mjx.Data) -> jax.Array:
+        """Brax's humanoid observation: qpos without x, y; qvel; body inertias; body velocities; actuator forces.
+
+        (Gymnasium's Humanoid-v4 vector also has contact forces, which MJX does not compute cheaply.)
+        """
+        return jnp.concatenate([data.qpos[2:], data.qvel, data.cinert[1:].ravel(), data.cvel[1:].ravel(),
+                                data.qfrc_actuator])
+
+    def camera(self, data: mjx.Data) -> Camera:
+        """The task camera for this frame (its look-at follows the torso when ``camera.track``)."""
+        cam = self.config.camera
+        if not cam.track:
+            return cam.at()
+        torso = data.xpos[self._torso]
+        return cam.at(jnp.stack([torso[0], torso[1], jnp.float32(cam.lookat[2])]))
+
+    def renderer(self, height: int = 224, width: int = 224, shadows: bool = True):
+        """A jittable ``data -> Frame`` drawing this env from its task camera."""
+        draw = Renderer(self.mj_model, height, width, shadows)
+
+        def render(data: mjx.Data) -> Frame:
+            return draw(data, self.camera(data))
+
+        return render
+
+    def _success(self, data: mjx.Data) -> jax.Array:
+        return self.task.success(data).astype(jnp.float32)

@@ -1,0 +1,142 @@
+"""The humanoid env: registry, paper settings, episodes (truncation, not termination), looks and camera."""
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+from brax.envs.wrappers import training
+
+import rewardax.envs as envs
+from rewardax.render import FreeCamera
+
+PAPER_PROMPTS = {
+    "kneeling": "a humanoid robot kneeling",
+    "lotus": "a humanoid robot seated down, meditating in the lotus position",
+    "standing": "a humanoid robot standing up",
+    "arms_raised": "a humanoid robot standing up, with both arms raised",
+    "splits": "a humanoid robot practicing gymnastics, doing the side splits",
+    "hands_on_hips": "a humanoid robot standing up with hands on hips",
+    "arms_crossed": "a humanoid robot standing up, with its arms crossed",
+    "one_leg": "a humanoid robot standing up on one leg",
+}
+
+
+def test_registry_has_the_papers_eight_tasks_with_their_prompts():
+    assert set(envs.names()) == set(PAPER_PROMPTS)
+    for name, prompt in PAPER_PROMPTS.items():
+        env = envs.make(name)
+        assert env.task.goal == (prompt,) and env.task.baseline == ("a humanoid robot",)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: envs.make("backflip"), "unknown env 'backflip'; valid names are kneeling"),
+    (lambda: envs.make("splits", colour="red"), "unknown option.*colour.*valid options are look, frame_skip"),
+    (lambda: envs.make("splits", look="shiny"), "unknown look 'shiny'; valid looks are default, paper"),
+    (lambda: envs.make("splits", frame_skip=0), "frame_skip must be a positive integer"),
+    (lambda: envs.make("splits", camera=(1, 2)), "camera must be a rewardax.render.FreeCamera"),
+])
+def test_bad_input_gets_one_clear_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_paper_physics_settings():
+    env = envs.make("splits")
+    model = env.mj_model
+    assert model.opt.timestep == pytest.approx(0.003)
+    assert env.config.frame_skip == 5 and env.dt == pytest.approx(0.015)
+    assert env.episode_length == 100
+    assert env.action_size == 17 and model.nq == 24 and model.nv == 23
+    floor = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "floor")
+    body_geoms = [g for g in range(model.ngeom) if g != floor]
+    # every body part can rest on the floor (kneeling, sitting), no self-collision
+    assert all(model.geom_contype[g] & model.geom_conaffinity[floor] for g in body_geoms)
+    assert not any(model.geom_contype[a] & model.geom_conaffinity[b] for a in body_geoms for b in body_geoms)
+
+
+@pytest.mark.parametrize("look", ["paper", "default"])
+def test_looks_are_materials_and_textures_in_the_model(look):
+    model = envs.humanoid_model(look)
+    types = list(model.tex_type)
+    assert mujoco.mjtTexture.mjTEXTURE_SKYBOX in types
+    floor = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "floor")
+    floor_tex = model.mat_texid[model.geom_matid[floor], mujoco.mjtTextureRole.mjTEXROLE_RGB]
+    assert model.tex_type[floor_tex] == mujoco.mjtTexture.mjTEXTURE_2D  # the tiled floor
+    light = model.light_type[0]
+    assert light == mujoco.mjtLightType.mjLIGHT_DIRECTIONAL and model.light_castshadow[0]
+    assert model.light_dir[0][2] < -0.9  # from above
+    torso = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "torso1")
+    if look == "paper":
+        np.testing.assert_allclose(model.geom_rgba[torso][:3], [0.82, 0.82, 0.84])  # light grey
+    else:
+        np.testing.assert_allclose(model.geom_rgba[torso][:3], [0.4, 0.33, 0.26])  # the MJCF's brown
+
+
+def test_paper_camera_and_tracking():
+    env = envs.make("splits")
+    data = mujoco.MjData(env.mj_model)
+    mujoco.mj_forward(env.mj_model, data)
+    cam = env.camera(data)
+    # look-at (0, 0, 1), distance 3.5, azimuth 180°, elevation −10°: the camera sits on +x, looking back at the body
+    expected = np.array([3.5 * np.cos(np.deg2rad(10)), 0.0, 1 + 3.5 * np.sin(np.deg2rad(10))])
+    np.testing.assert_allclose(np.asarray(cam.pos), expected, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(cam.xmat[:, 2]), (expected - [0, 0, 1]) / 3.5, atol=1e-5)
+
+    tracking = envs.make("splits", camera=FreeCamera(track=True))
+    data.qpos[:2] = [1.5, -0.5]
+    mujoco.mj_forward(tracking.mj_model, data)
+    np.testing.assert_allclose(np.asarray(tracking.camera(data).pos), expected + [1.5, -0.5, 0.0], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def rollout():
+    """Two humanoids, episodes of 3 steps, 4 random-action steps through brax's training wrappers."""
+    env = envs.make("splits", episode_length=3)
+    wrapped = training.wrap(env, episode_length=env.episode_length)
+    state = jax.jit(wrapped.reset)(jax.random.split(jax.random.PRNGKey(0), 2))
+    step = jax.jit(wrapped.step)
+    states, key = [state], jax.random.PRNGKey(1)
+    for _ in range(4):
+        key, sub = jax.random.split(key)
+        states.append(step(states[-1], jax.random.uniform(sub, (2, env.action_size), minval=-0.4, maxval=0.4)))
+    return env, states
+
+
+def test_time_limit_truncates_and_never_terminates(rollout):
+    _, states = rollout
+    done = np.array([s.done for s in states[1:]])
+    truncation = np.array([s.info["truncation"] for s in states[1:]])
+    np.testing.assert_array_equal(done, [[0, 0], [0, 0], [1, 1], [0, 0]])
+    np.testing.assert_array_equal(truncation, done)  # every episode end is a truncation...
+    assert not np.any(done * (1 - truncation))  # ...and none is a termination
+    np.testing.assert_array_equal(np.array([s.info["steps"] for s in states[1:]])[:, 0], [1, 2, 3, 1])
+
+
+def test_observation_is_brax_proprioception(rollout):
+    env, states = rollout
+    state = states[2]
+    data = state.pipeline_state
+    assert state.obs.shape == (2, env.observation_size) == (2, 22 + 23 + 13 * 10 + 13 * 6 + 23)
+    np.testing.assert_array_equal(state.obs[:, :22], data.qpos[:, 2:])
+    np.testing.assert_array_equal(state.obs[:, 22:45], data.qvel)
+    assert np.all(np.isfinite(state.obs))
+    assert not np.allclose(states[1].obs, states[2].obs), "the physics should move the body"
+
+
+def test_every_tasks_oracle_runs_on_mjx_data(rollout):
+    _, states = rollout
+    data = states[-1].pipeline_state
+    for name, task in envs.TASKS.items():
+        verdict = jax.jit(jax.vmap(task.success))(data)
+        assert verdict.shape == (2,) and verdict.dtype == jnp.bool_, name
+    assert states[-1].metrics["success"].shape == (2,)
+
+
+def test_env_renders_its_task_camera(rollout):
+    env, states = rollout
+    render = jax.jit(jax.vmap(env.renderer(32, 32)))
+    frame = render(states[-1].pipeline_state)
+    assert frame.rgb.shape == (2, 32, 32, 3) and frame.rgb.dtype == jnp.uint8
+    seen = set(np.unique(np.asarray(frame.segmentation)))
+    assert {-1, 0} <= seen and len(seen) > 5, "sky, floor and several body parts should be in view"

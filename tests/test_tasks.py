@@ -1,0 +1,155 @@
+"""The humanoid task registry: prompts, oracle pose tests and canonical poses (plain MuJoCo on CPU, no physics
+compiles)."""
+
+import types
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+from mujoco import mjx
+
+from rewardax.envs.model import humanoid_model
+from rewardax.envs.tasks import TASKS, get_task, pose_data
+
+NAMES = tuple(TASKS)
+
+PROMPTS = {
+    "kneeling": "a humanoid robot kneeling",
+    "lotus": "a humanoid robot seated down, meditating in the lotus position",
+    "standing": "a humanoid robot standing up",
+    "arms_raised": "a humanoid robot standing up, with both arms raised",
+    "splits": "a humanoid robot practicing gymnastics, doing the side splits",
+    "hands_on_hips": "a humanoid robot standing up with hands on hips",
+    "arms_crossed": "a humanoid robot standing up, with its arms crossed",
+    "one_leg": "a humanoid robot standing up on one leg",
+}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return humanoid_model("default")
+
+
+@pytest.fixture(scope="module")
+def confusion():
+    """confusion[i, j]: task i's oracle on task j's canonical pose."""
+    poses = [pose_data(name) for name in NAMES]
+    return np.array([[bool(TASKS[i].success(pose)) for pose in poses] for i in NAMES])
+
+
+def _show(matrix):
+    width = max(map(len, NAMES))
+    head = " " * width + " | " + " ".join(f"{n[:6]:>6}" for n in NAMES)
+    rows = [f"{i:>{width}} | " + " ".join(f"{'YES' if v else '.':>6}" for v in row) for i, row in zip(NAMES, matrix)]
+    return "\n".join(["oracle (rows) on canonical pose (columns):", head, *rows])
+
+
+def test_registry_prompts_are_the_papers():
+    assert set(TASKS) == set(PROMPTS)
+    for name, task in TASKS.items():
+        assert task.name == name
+        assert task.goal == (PROMPTS[name],)
+        assert task.baseline == ("a humanoid robot",)
+        assert len(task.pose) == 24
+
+
+def test_unknown_task_names_the_valid_ones():
+    with pytest.raises(ValueError, match="nope") as err:
+        get_task("nope")
+    for name in NAMES:
+        assert name in str(err.value)
+    assert get_task("lotus") is TASKS["lotus"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_oracle_accepts_only_its_own_pose(name, confusion):
+    i = NAMES.index(name)
+    expected = np.arange(len(NAMES)) == i
+    assert (confusion[i] == expected).all(), _show(confusion)
+
+
+def _lowest_point(model, data):
+    """Height of the lowest point of any body geom (spheres and capsules)."""
+    lowest = np.inf
+    for g in range(model.ngeom):
+        if model.geom_bodyid[g] == 0:
+            continue  # the floor
+        z, radius = data.geom_xpos[g, 2], model.geom_size[g, 0]
+        if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_CAPSULE:
+            z -= abs(data.geom_xmat[g, 8]) * model.geom_size[g, 1]  # half-length along the capsule's z axis
+        lowest = min(lowest, z - radius)
+    return lowest
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pose_respects_joint_ranges_and_rests_on_the_floor(name, model):
+    data = pose_data(name, model)
+    for j in range(model.njnt):
+        if model.jnt_limited[j]:
+            lo, hi = model.jnt_range[j]
+            angle = data.qpos[model.jnt_qposadr[j]]
+            assert lo - 1e-6 <= angle <= hi + 1e-6, (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j), angle)
+    assert np.linalg.norm(data.qpos[3:7]) == pytest.approx(1.0)
+    assert -0.02 <= _lowest_point(model, data) <= 0.005
+
+
+def test_oracles_agree_on_mjdata_mjx_and_vmap(model, confusion):
+    datas = {name: pose_data(name, model) for name in NAMES}
+    mjx_datas = {name: mjx.put_data(model, d) for name, d in datas.items()}
+    for i, name in enumerate(NAMES):
+        success = TASKS[name].success
+        for j, other in enumerate(NAMES):
+            on_mjx = success(mjx_datas[other])
+            assert on_mjx.shape == () and on_mjx.dtype == jnp.bool_
+            assert bool(on_mjx) == confusion[i, j], (name, other)
+        # A stacked batch of two poses (its own and the next one), under vmap and jit.
+        other = NAMES[(i + 1) % len(NAMES)]
+        batch = jax.tree.map(lambda a, b: jnp.stack([a, b]), mjx_datas[name], mjx_datas[other])
+        assert jax.jit(jax.vmap(success))(batch).tolist() == [True, False]
+
+
+def test_oracles_resolve_ids_valid_in_every_look(model):
+    paper = humanoid_model("paper")
+    for obj, count in ((mujoco.mjtObj.mjOBJ_BODY, model.nbody), (mujoco.mjtObj.mjOBJ_GEOM, model.ngeom)):
+        for i in range(count):
+            name = mujoco.mj_id2name(model, obj, i)
+            assert mujoco.mj_name2id(paper, obj, name) == i
+    assert TASKS["splits"].success(pose_data("splits", paper))
+
+
+def _random_rollouts(model, episodes, seed=0):
+    """Frames of ``episodes`` 100-step episodes (frame_skip 5) under uniform random controls, stacked into
+    [episodes, 100, ...] arrays of the fields the oracles read."""
+    data = mujoco.MjData(model)
+    rng = np.random.default_rng(seed)
+    lo, hi = model.actuator_ctrlrange.T
+    frames = {"xpos": [], "xmat": [], "geom_xpos": []}
+    for _ in range(episodes):
+        mujoco.mj_resetData(model, data)
+        data.qpos[:] = model.qpos0 + rng.uniform(-0.01, 0.01, model.nq)
+        data.qvel[:] = rng.uniform(-0.01, 0.01, model.nv)
+        for _ in range(100):
+            data.ctrl[:] = rng.uniform(lo, hi)
+            mujoco.mj_step(model, data, nstep=5)
+            for field, frame in frames.items():
+                frame.append(getattr(data, field).copy())
+    return types.SimpleNamespace(**{k: np.reshape(v, (episodes, 100) + v[0].shape) for k, v in frames.items()})
+
+
+def test_random_actions_are_mostly_judged_failing():
+    model = humanoid_model("default")
+    # The model's one-iteration solver is tuned for MJX; CPU MuJoCo with it occasionally diverges (about one
+    # random episode in 50-100 hits mjWARN_BADQACC and resets). More iterations keep the rollouts physical.
+    model.opt.iterations, model.opt.ls_iterations = 8, 15
+    frames = _random_rollouts(model, episodes=50)
+    rates = {name: float(np.mean(task.success(frames))) for name, task in TASKS.items()}
+    # Measured over 200 episodes (seed 0): kneeling 4.3%, one_leg 2.8% (10.8% of the first 20 steps),
+    # hands_on_hips < 0.1%, all others 0. Both non-zero ones are real, brief poses a person would accept:
+    # a falling body often lands on both knees with the torso upright, and in the first ~0.3 s it staggers
+    # with one foot in the air. "standing" never fires: the start pose holds the arms forward, not down.
+    # Hence 10% for the two transient poses and 1% for every other oracle.
+    limits = {name: 0.10 if name in ("kneeling", "one_leg") else 0.01 for name in NAMES}
+    too_often = {name: rate for name, rate in rates.items() if rate >= limits[name]}
+    assert not too_often, f"oracles firing too often on random actions: {too_often} (all rates: {rates})"

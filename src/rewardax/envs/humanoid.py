@@ -109,7 +109,8 @@ class Humanoid(Env):
 
         (Gymnasium's Humanoid-v4 vector also has contact forces, which MJX does not compute cheaply.)
         """
-        return jnp.concatenate([data.qpos[2:], data.qvel, data.cinert[1:].ravel(), data.cvel[1:].ravel(),
+        cinert = data._impl.cinert  # MJX keeps body inertias with its JAX implementation's fields
+        return jnp.concatenate([data.qpos[2:], data.qvel, cinert[1:].ravel(), data.cvel[1:].ravel(),
                                 data.qfrc_actuator])
 
     def camera(self, data: mjx.Data) -> Camera:

@@ -234,3 +234,16 @@ def test_render_under_scan_matches_single_calls(primitives):
     _, scanned = jax.jit(lambda cams: jax.lax.scan(body, 0, cams))(stacked)
     for i, cam in enumerate(cameras):
         np.testing.assert_array_equal(np.asarray(scanned[i]), np.asarray(renderer(d0, cam).rgb))
+
+
+def test_batch_matches_single_frames(primitives):
+    model, data = primitives
+    renderer = Renderer(model, 16, 16)
+    d0 = mjx.put_data(model, data)
+    cameras = [FreeCamera(azimuth=a, lookat=(0, 0, 0.4)).at() for a in (30.0, 200.0)]
+    stack_ = lambda *x: jnp.stack(x)  # noqa: E731
+    frames = jax.jit(renderer.batch)(jax.tree.map(lambda x: jnp.stack([x, x]), d0), jax.tree.map(stack_, *cameras))
+    for i, cam in enumerate(cameras):
+        single = renderer(d0, cam)
+        np.testing.assert_array_equal(np.asarray(frames.rgb[i]), np.asarray(single.rgb))
+        np.testing.assert_array_equal(np.asarray(frames.segmentation[i]), np.asarray(single.segmentation))

@@ -47,14 +47,34 @@ class Renderer:
         """Render one frame. ``data`` needs ``geom_xpos``, ``geom_xmat``, ``xpos`` and ``xmat``."""
         return render(self.scene, data, camera, self.height, self.width, self.shadows)
 
+    def batch(self, data, camera: Camera) -> Frame:
+        """Render a batch (leading axis on ``data`` and ``camera``).
+
+        On CPU the frames are traced one after another (`lax.map`): a frame's [rays × geoms] temporaries
+        then stay in cache, where a vmapped batch spills to memory (7 vs 11 ms per 224×224 frame on 2 cores).
+        On GPU/TPU all frames are traced at once (`vmap`) for parallelism.
+        """
+        if jax.default_backend() == "cpu":
+            return jax.lax.map(lambda args: self(*args), (data, camera))
+        return jax.vmap(self)(data, camera)
+
 
 def render(scene: Scene, data, camera: Camera, height: int, width: int, shadows: bool = True) -> Frame:
     """Ray-cast one frame of ``scene`` as posed by ``data`` (see module docstring)."""
     pose = _Pose(jnp.asarray(data.geom_xpos, jnp.float32),
                  jnp.asarray(data.geom_xmat, jnp.float32).reshape(-1, 3, 3))
+    posed = _posed_groups(scene.groups, scene.geom_size, pose)
+    casters = _posed_groups(scene.shadow_casters, scene.geom_size, pose) if shadows else ()
     dirs = tuple(primary_rays(camera, height, width).reshape(-1, 3).T)
+    rgb, t, geom = _trace(scene, pose, posed, casters, _lights(scene, data), camera, height, dirs)
+    return Frame(rgb=rgb.reshape(height, width, 3), depth=t.reshape(height, width),
+                 segmentation=geom.reshape(height, width))
+
+
+def _trace(scene, pose, posed, casters, lights, camera, height, dirs):
+    """Colour (uint8 [n, 3]), distance and geom id (−1: sky) seen along primary rays ``dirs``."""
     origin = tuple(camera.pos[:, None])
-    t, geom = nearest_hit(scene.groups, scene.geom_size, pose, origin, dirs)
+    t, geom = nearest_hit(posed, origin, dirs)
     hit = jnp.isfinite(t)
     reach = jnp.where(hit, t, 0.0)
     point = tuple(o + reach * d for o, d in zip(origin, dirs))
@@ -64,24 +84,29 @@ def render(scene: Scene, data, camera: Camera, height: int, width: int, shadows:
     pixel_angle = 2 * jnp.tan(jnp.deg2rad(camera.fovy) / 2) / height
     footprint = reach * pixel_angle / jnp.maximum(jnp.abs(geometry.dot(normal, dirs)), 0.05)
     albedo = scene.geom_rgb[geom] * _texture(scene, geom, local, footprint)
-    lights = _lights(scene, data)
-    colour = _shade(scene, lights, geom, point, normal, albedo, tuple(-d for d in dirs), camera, pose, shadows)
+    colour = _shade(scene, lights, casters, geom, point, normal, albedo, tuple(-d for d in dirs), camera)
     if scene.skybox >= 0:
         background = _sample_cube(scene, jnp.full(hit.shape, scene.skybox), dirs) / 255.0
     else:
         background = jnp.zeros_like(colour)
     rgb = jnp.where(hit[:, None], colour, background)
-    return Frame(
-        rgb=jnp.round(jnp.clip(rgb, 0.0, 1.0) * 255).astype(jnp.uint8).reshape(height, width, 3),
-        depth=t.reshape(height, width),
-        segmentation=jnp.where(hit, geom, -1).astype(jnp.int32).reshape(height, width),
-    )
+    return (jnp.round(jnp.clip(rgb, 0.0, 1.0) * 255).astype(jnp.uint8), t,
+            jnp.where(hit, geom, -1).astype(jnp.int32))
 
 
 @struct.dataclass
 class _Pose:
     pos: jnp.ndarray  # [G, 3] geom positions
     mat: jnp.ndarray  # [G, 3, 3] geom orientations
+
+
+@struct.dataclass
+class _Posed:
+    """One group of same-type geoms, posed for this frame."""
+
+    ids: jnp.ndarray  # [G] geom ids
+    rows: jnp.ndarray  # [15, G] contiguous rows: rotation entries R[k, j] (9), Rᵀ·position (3), size (3)
+    geom_type: int = struct.field(pytree_node=False)
 
 
 def _entries(mat):
@@ -106,7 +131,19 @@ def _materialise(rows):
     return jnp.eye(rows.shape[0], dtype=rows.dtype) @ rows
 
 
-def nearest_hit(groups, geom_size, pose: _Pose, origins, dirs):
+def _posed_groups(groups, geom_size, pose: _Pose) -> tuple[_Posed, ...]:
+    """Per-frame, per-geom work, done once: rotations, rotated offsets and sizes as contiguous rows."""
+    posed = []
+    for geom_type, members in groups:
+        idx = jnp.asarray(members)
+        mat = _entries(pose.mat[idx])
+        offset = _to_local(tuple(pose.pos[idx].T), mat)  # each geom's origin in its own rotated frame
+        rows = _materialise(jnp.stack([*sum(mat, ()), *offset, *geom_size[idx].T]))
+        posed.append(_Posed(ids=idx, rows=rows, geom_type=geom_type))
+    return tuple(posed)
+
+
+def nearest_hit(posed: tuple[_Posed, ...], origins, dirs):
     """Distance to and id of the nearest geom along each ray (inf and an arbitrary id on a miss).
 
     ``origins`` and ``dirs`` are component tuples of [R] or [1] arrays. Each group of geoms of one type is
@@ -114,18 +151,15 @@ def nearest_hit(groups, geom_size, pose: _Pose, origins, dirs):
     """
     origins, dirs = (tuple(_materialise(jnp.stack(jnp.broadcast_arrays(*v)))) for v in (origins, dirs))
     best_t, best_id = None, None
-    for geom_type, members in groups:
-        idx = jnp.asarray(members)
-        mat = _entries(pose.mat[idx])
-        offset = _to_local(tuple(pose.pos[idx].T), mat)  # each geom's origin in its own rotated frame
-        per_geom = _materialise(jnp.stack([*sum(mat, ()), *offset, *geom_size[idx].T]))
-        mat, offset, size = tuple(per_geom[3 * k: 3 * k + 3] for k in range(3)), per_geom[9:12], per_geom[12:15]
-        o = tuple(c - off for c, off in zip(_to_local(tuple(x[:, None] for x in origins), mat), offset))
+    for group in posed:
+        rows = group.rows
+        mat = tuple(tuple(rows[3 * k + j] for j in range(3)) for k in range(3))
+        o = tuple(c - off for c, off in zip(_to_local(tuple(x[:, None] for x in origins), mat), rows[9:12]))
         d = _to_local(tuple(x[:, None] for x in dirs), mat)
-        t = geometry.INTERSECT[geom_type](o, d, size)
+        t = geometry.INTERSECT[group.geom_type](o, d, tuple(rows[12:15]))
         # min then a masked min: XLA's CPU argmin over the short geom axis is 3-5x slower.
         t_min = jnp.min(t, axis=-1)
-        t_arg = jnp.min(jnp.where(t <= t_min[:, None], idx, jnp.iinfo(jnp.int32).max), axis=-1)
+        t_arg = jnp.min(jnp.where(t <= t_min[:, None], group.ids, jnp.iinfo(jnp.int32).max), axis=-1)
         if best_t is None:
             best_t, best_id = t_min, t_arg
         else:
@@ -202,7 +236,7 @@ def _lights(scene: Scene, data) -> _WorldLights:
                         dir=direction / jnp.maximum(jnp.linalg.norm(direction, axis=-1, keepdims=True), 1e-12))
 
 
-def _shade(scene, lights, geom, point, normal, albedo, to_eye, camera, pose, shadows):
+def _shade(scene, lights, casters, geom, point, normal, albedo, to_eye, camera):
     """MuJoCo-style fixed-function lighting (see module docstring); colours in [0, 1], unclipped."""
     spec = scene.geom_specular[geom][:, None]
     exponent = 128.0 * scene.geom_shininess[geom][:, None]
@@ -229,9 +263,9 @@ def _shade(scene, lights, geom, point, normal, albedo, to_eye, camera, pose, sha
             cos_angle = -geometry.dot(to_light, tuple(lights.dir[i]))
             in_cone = cos_angle >= jnp.cos(jnp.deg2rad(scene.light_cutoff[i]))
             visible = jnp.where(in_cone, jnp.maximum(cos_angle, 0.0) ** scene.light_exponent[i], 0.0)
-        if shadows and i in scene.shadow_lights and scene.shadow_casters:
+        if casters and i in scene.shadow_lights:
             start = tuple(p + SHADOW_BIAS * n for p, n in zip(point, normal))
-            blocker, _ = nearest_hit(scene.shadow_casters, scene.geom_size, pose, start, to_light)
+            blocker, _ = nearest_hit(casters, start, to_light)
             visible = visible * (blocker >= reach)
         colour += lambert_phong(to_light, scene.light_diffuse[i], scene.light_specular[i], visible[:, None])
     head = tuple(jnp.broadcast_to(c, point[0].shape) for c in camera.xmat[:, 2])  # shines along the view

@@ -244,6 +244,6 @@ def test_batch_matches_single_frames(primitives):
     stack_ = lambda *x: jnp.stack(x)  # noqa: E731
     frames = jax.jit(renderer.batch)(jax.tree.map(lambda x: jnp.stack([x, x]), d0), jax.tree.map(stack_, *cameras))
     for i, cam in enumerate(cameras):
-        single = renderer(d0, cam)
-        np.testing.assert_array_equal(np.asarray(frames.rgb[i]), np.asarray(single.rgb))
+        single = renderer(d0, cam)  # eager: rounding may differ from the compiled batch by one level
+        np.testing.assert_allclose(np.asarray(frames.rgb[i], int), np.asarray(single.rgb, int), atol=1)
         np.testing.assert_array_equal(np.asarray(frames.segmentation[i]), np.asarray(single.segmentation))

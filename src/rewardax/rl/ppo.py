@@ -1,0 +1,191 @@
+"""Proximal policy optimisation as pure functions: config, batch from a rollout, loss, optimiser, update.
+
+One training iteration, all inside `jit` (and `shard_map` for data parallelism, with ``axis_name``):
+
+    carry, transitions = rollout(...)                                   # rewardax.rl.rollout
+    scaler, rewards = scale_rewards(scaler, transitions.reward, ...)    # optional, rewardax.rl.normalize
+    batch = make_batch(transitions, rewards, config)
+    params, opt_state, metrics = update(agent, optimizer, params, opt_state, batch, key, config)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from rewardax.rl.gae import gae
+from rewardax.rl.networks import ActorCritic, Params, gaussian_entropy, gaussian_log_prob
+from rewardax.rl.rollout import Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyperparameters (defaults: the usual continuous-control values)."""
+
+    learning_rate: float = 3e-4
+    """Adam step size at the start of training."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """How the step size decays to 0 over the run: not at all, linearly, or along a half cosine."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE's bias–variance trade-off: 0 is one-step TD, 1 is the Monte Carlo return."""
+    clip_eps: float = 0.2
+    """Probability ratios outside [1 - clip_eps, 1 + clip_eps] get no gradient from the surrogate."""
+    clip_value_loss: bool = False
+    """Also clip the value change to ±clip_eps around the rollout's values (off: it slows value learning)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    max_grad_norm: float = 0.5
+    """Gradients are rescaled to at most this global norm (after averaging over devices)."""
+    epochs: int = 10
+    """Passes over each rollout."""
+    minibatches: int = 32
+    """Minibatches per pass (per device); must divide the per-device number of transitions."""
+    num_steps: int = 128
+    """Env steps per rollout (T)."""
+    normalise_advantages: bool = True
+    """Standardise the advantages of each minibatch (over all devices)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of both the policy and the value MLP."""
+    activation: str = "tanh"
+    """Hidden activation: the name of a `jax.nn` function."""
+    init_log_std: float = 0.0
+    """Initial log standard deviation of every action dimension."""
+    truncation_as_terminal: bool = False
+    """Treat the time limit as termination (no bootstrap), as the original VLM-RM code did. Off is correct."""
+
+    def __post_init__(self):
+        if self.lr_schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(f"lr_schedule must be constant, linear or cosine, got {self.lr_schedule!r}")
+        for name in ("epochs", "minibatches", "num_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+
+
+@struct.dataclass
+class Batch:
+    """Flat [N] training data from a rollout."""
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    """Log-probability of ``action`` under the policy that collected it."""
+    value: jax.Array
+    """Value estimate at collection time."""
+    advantage: jax.Array
+    target: jax.Array
+    """Value target: advantage + value."""
+
+
+def make_batch(transitions: Transition, rewards: jax.Array, config: PPOConfig) -> Batch:
+    """GAE over the [T, B] ``transitions`` with ``rewards`` (raw or scaled), flattened to T·B samples."""
+    terminated = transitions.episode_end if config.truncation_as_terminal else transitions.terminated
+    advantage, target = gae(rewards, transitions.value, transitions.next_value, terminated,
+                            transitions.episode_end, config.gamma, config.gae_lambda)
+    batch = Batch(transitions.obs, transitions.action, transitions.log_prob, transitions.value, advantage, target)
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+
+
+def _global_mean(x: jax.Array, axis_name: str | None) -> jax.Array:
+    """Mean over every element on every device (equal shard sizes)."""
+    mean = x.mean()
+    return mean if axis_name is None else jax.lax.pmean(mean, axis_name)
+
+
+def ppo_loss(params: Params, agent: ActorCritic, batch: Batch, config: PPOConfig,
+             axis_name: str | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Clipped surrogate + vf_coef · value loss − ent_coef · entropy, and diagnostics.
+
+    With ``axis_name``, advantages are standardised with the moments of the whole cross-device minibatch,
+    so the data-parallel gradient equals the single-device one.
+    """
+    advantage = batch.advantage
+    if config.normalise_advantages:
+        mean = _global_mean(advantage, axis_name)
+        std = jnp.sqrt(_global_mean((advantage - mean) ** 2, axis_name))
+        advantage = (advantage - mean) / (std + 1e-8)
+
+    mean_action, log_std = agent.distribution(params, batch.obs)
+    log_ratio = gaussian_log_prob(mean_action, log_std, batch.action) - batch.log_prob
+    ratio = jnp.exp(log_ratio)
+    clipped_ratio = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
+    policy_loss = -jnp.minimum(ratio * advantage, clipped_ratio * advantage).mean()
+
+    value = agent.value(params, batch.obs)
+    value_error = (value - batch.target) ** 2
+    if config.clip_value_loss:
+        clipped_value = batch.value + jnp.clip(value - batch.value, -config.clip_eps, config.clip_eps)
+        value_error = jnp.maximum(value_error, (clipped_value - batch.target) ** 2)
+    value_loss = 0.5 * value_error.mean()
+
+    entropy = gaussian_entropy(log_std).mean()
+    loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
+    metrics = {
+        "loss": loss,
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": entropy,
+        "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+        "clip_fraction": (jnp.abs(ratio - 1.0) > config.clip_eps).mean(),
+    }
+    return loss, metrics
+
+
+def make_optimizer(config: PPOConfig, total_updates: int) -> optax.GradientTransformation:
+    """Global-norm clipping, then Adam whose step size follows ``config.lr_schedule``.
+
+    ``total_updates`` is the number of optimiser steps in the run: iterations × epochs × minibatches.
+    """
+    schedules = {
+        "constant": lambda: config.learning_rate,
+        "linear": lambda: optax.linear_schedule(config.learning_rate, 0.0, total_updates),
+        "cosine": lambda: optax.cosine_decay_schedule(config.learning_rate, total_updates),
+    }
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                       optax.adam(schedules[config.lr_schedule](), eps=1e-5))
+
+
+def update(agent: ActorCritic, optimizer: optax.GradientTransformation, params: Params,
+           opt_state: optax.OptState, batch: Batch, key: jax.Array, config: PPOConfig,
+           axis_name: str | None = None) -> tuple[Params, optax.OptState, dict[str, jax.Array]]:
+    """``config.epochs`` passes over ``batch`` in ``config.minibatches`` shuffled minibatches.
+
+    With ``axis_name``, each device holds its shard of the batch and the same ``key``; gradients and
+    metrics are averaged over devices, so every replica applies the same update. Returns the new params,
+    optimiser state and the loss metrics averaged over all minibatches.
+    """
+    num_samples = batch.obs.shape[0]
+    if num_samples % config.minibatches:
+        raise ValueError(f"minibatches={config.minibatches} must divide the {num_samples} transitions per "
+                         f"device (num_envs per device × num_steps); change one of them")
+    minibatch_size = num_samples // config.minibatches
+
+    def minibatch_step(state, minibatch):
+        params, opt_state = state
+        if axis_name is None:
+            grads, metrics = jax.grad(ppo_loss, has_aux=True)(params, agent, minibatch, config)
+        else:
+            # Differentiate per-device copies: under shard_map's replication checks the gradient of the
+            # replicated params would otherwise come back already summed (not averaged) over devices.
+            local_params = jax.lax.pcast(params, axis_name, to="varying")
+            grads, metrics = jax.grad(ppo_loss, has_aux=True)(local_params, agent, minibatch, config, axis_name)
+            grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), metrics
+
+    def epoch(state, key):
+        order = jax.random.permutation(key, num_samples)
+        minibatches = jax.tree.map(
+            lambda x: x[order].reshape((config.minibatches, minibatch_size) + x.shape[1:]), batch)
+        return jax.lax.scan(minibatch_step, state, minibatches)
+
+    (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, config.epochs))
+    return params, opt_state, jax.tree.map(jnp.mean, metrics)

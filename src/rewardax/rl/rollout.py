@@ -1,0 +1,139 @@
+"""Collect [T, B] transitions from a batch of envs, with per-env auto-reset and truncation kept apart.
+
+The env is an unbatched brax `Env`; the rollout vmaps it. It does not use brax's AutoResetWrapper, which
+restarts every env from one cached initial state and overwrites the state the episode ended in: here each
+ended env gets a fresh reset with its own key, and the value of the state it ended in is computed first
+(``next_value``), so a time-limit truncation can bootstrap.
+
+The rollout knows neither PPO nor the reward model: it calls ``policy_fn``, ``value_fn`` and ``reward_fn``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from brax.envs.base import Env, State
+from flax import struct
+
+from rewardax.rl.normalize import RunningMeanStd
+
+PolicyFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]
+"""(normalised obs [B, O], key) -> (action [B, A], log_prob [B], env_action [B, A])."""
+ValueFn = Callable[[jax.Array], jax.Array]
+"""normalised obs [B, O] -> value [B]."""
+RewardFn = Callable[[State], tuple[jax.Array, dict[str, jax.Array]]]
+"""post-step State batch -> (reward [B], metrics {name: [B]})."""
+
+
+@struct.dataclass
+class RolloutCarry:
+    """What a rollout hands to the next one."""
+
+    env_state: State
+    """Batched [B] env state the next step starts from."""
+    steps: jax.Array
+    """[B] int32 steps taken in each env's current episode."""
+    obs_stats: RunningMeanStd
+    """Moments of every observation the policy has seen; observations are normalised with them."""
+
+
+@struct.dataclass
+class Transition:
+    """One step of a batch of envs; a rollout returns these stacked to [T, B]."""
+
+    obs: jax.Array
+    """Normalised observation the policy acted on."""
+    action: jax.Array
+    """Raw action sample (before clipping or scaling for the env)."""
+    log_prob: jax.Array
+    value: jax.Array
+    """Value of ``obs``."""
+    reward: jax.Array
+    """Reward from ``reward_fn`` (unscaled)."""
+    next_value: jax.Array
+    """Value of the observation this step reached, before any reset."""
+    terminated: jax.Array
+    """The env ended the episode (``done``): no value beyond this step."""
+    episode_end: jax.Array
+    """Terminated or truncated at the time limit; the env was reset after this step."""
+    metrics: dict[str, jax.Array]
+    """Metrics from ``reward_fn``."""
+
+
+def init_carry(env: Env, key: jax.Array, num_envs: int, axis_name: str | None = None) -> RolloutCarry:
+    """``num_envs`` freshly reset envs; observation statistics start from their observations.
+
+    With ``axis_name``, ``num_envs`` is per device and each device folds its index into ``key``.
+    """
+    key = _per_device(key, axis_name)
+    env_state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+    obs_stats = RunningMeanStd.create(env_state.obs.shape[1:]).update(env_state.obs, axis_name)
+    return RolloutCarry(env_state, jnp.zeros(num_envs, jnp.int32), obs_stats)
+
+
+def _per_device(key: jax.Array, axis_name: str | None) -> jax.Array:
+    """A key of this device's own, so replicas given one key still simulate different envs."""
+    return key if axis_name is None else jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+
+
+def _device_varying(tree, axis_name: str | None):
+    """Type every leaf of a per-env pytree as differing between devices.
+
+    Under shard_map, scan carries and cond branches must keep one replication type, but an env can return
+    constants (a zero reward, ``done`` = 0) that JAX would type as identical on all devices.
+    """
+    if axis_name is None:
+        return tree
+
+    def cast(x):
+        varying = axis_name in jax.typeof(x).manual_axis_type.varying
+        return x if varying else jax.lax.pcast(x, axis_name, to="varying")
+
+    return jax.tree.map(cast, tree)
+
+
+def _where(mask: jax.Array, on_true, on_false):
+    """Per-env select over two batched pytrees."""
+    return jax.tree.map(lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b),
+                        on_true, on_false)
+
+
+def rollout(env: Env, policy_fn: PolicyFn, value_fn: ValueFn, reward_fn: RewardFn, carry: RolloutCarry,
+            key: jax.Array, num_steps: int, episode_length: int,
+            axis_name: str | None = None) -> tuple[RolloutCarry, Transition]:
+    """Step every env ``num_steps`` times; episodes end on ``done`` or after ``episode_length`` steps.
+
+    Observation statistics are updated after each step with the observations the policy will see next.
+    With ``axis_name`` the statistics combine every device's envs and each device folds its index into
+    ``key``, as in `init_carry`.
+    """
+    reset, step = jax.vmap(env.reset), jax.vmap(env.step)
+    num_envs = carry.steps.shape[0]
+
+    def one_step(carry: RolloutCarry, key: jax.Array):
+        action_key, reset_key = jax.random.split(key)
+        obs = carry.obs_stats.normalize(carry.env_state.obs)
+        action, log_prob, env_action = policy_fn(obs, action_key)
+        value = value_fn(obs)
+
+        reached = _device_varying(step(carry.env_state, env_action), axis_name)
+        reward, metrics = reward_fn(reached)
+        steps = carry.steps + 1
+        terminated = reached.done.astype(bool)
+        episode_end = terminated | (steps >= episode_length)
+
+        env_state = jax.lax.cond(
+            episode_end.any(),
+            lambda: _where(episode_end, reset(jax.random.split(reset_key, num_envs)), reached),
+            lambda: reached)
+        obs_stats = carry.obs_stats.update(env_state.obs, axis_name)
+        next_value = value_fn(obs_stats.normalize(reached.obs))
+
+        transition = Transition(obs, action, log_prob, value, reward, next_value, terminated, episode_end, metrics)
+        return RolloutCarry(env_state, jnp.where(episode_end, 0, steps), obs_stats), transition
+
+    carry = carry.replace(env_state=_device_varying(carry.env_state, axis_name),
+                          steps=_device_varying(carry.steps, axis_name))
+    return jax.lax.scan(one_step, carry, jax.random.split(_per_device(key, axis_name), num_steps))

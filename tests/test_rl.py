@@ -53,9 +53,9 @@ def test_truncation_as_terminal_reproduces_the_original_vlm_rm_targets():
     config = rl.PPOConfig(gamma=0.5, gae_lambda=0.5)
     correct = rl.make_batch(transitions, transitions.reward, config)
     original = rl.make_batch(transitions, transitions.reward, dataclasses.replace(config, truncation_as_terminal=True))
-    np.testing.assert_allclose(correct.advantage, [1.75, 3.0, 1.5])
-    np.testing.assert_allclose(original.advantage, [1.25, 1.0, 1.5])
-    np.testing.assert_allclose(original.target, [1.75, 2.0, 3.0])
+    np.testing.assert_allclose(correct.advantage[:, 0], [1.75, 3.0, 1.5])
+    np.testing.assert_allclose(original.advantage[:, 0], [1.25, 1.0, 1.5])
+    np.testing.assert_allclose(original.target[:, 0], [1.75, 2.0, 3.0])
 
 
 def _gae_loop(rewards, values, next_values, terminated, episode_end, gamma, lam):
@@ -135,7 +135,7 @@ def test_actions_log_probs_and_scaling():
     agent, params = rl.init_actor_critic(jax.random.key(0), 3, 2, (8,), "tanh", init_log_std=-0.5)
     obs = jax.random.normal(jax.random.key(1), (5, 3))
     ctrl_range = jnp.asarray([[-0.4, 0.4], [0.0, 2.0]])
-    action, log_prob, command = agent.act(params, obs, jax.random.key(2), ctrl_range)
+    action, log_prob, command = agent.act(params, obs, jax.random.split(jax.random.key(2), 5), ctrl_range)
     mean, log_std = agent.distribution(params, obs)
     expected = jax.scipy.stats.norm.logpdf(action, mean, jnp.exp(log_std)).sum(-1)
     np.testing.assert_allclose(log_prob, expected, rtol=1e-5)
@@ -148,7 +148,7 @@ def test_actions_log_probs_and_scaling():
 
 # --- rollout -----------------------------------------------------------------------------------------------
 
-def _zero_policy(obs, key):
+def _zero_policy(obs, keys):
     action = jnp.zeros((obs.shape[0], 1))
     return action, jnp.zeros(obs.shape[0]), action
 
@@ -159,8 +159,8 @@ def _probe_reward(state):
 
 def _collect(env, num_envs, num_steps, episode_length, value_fn=lambda obs: obs[:, 0]):
     carry = rl.init_carry(env, jax.random.key(0), num_envs)
-    return jax.jit(rl.rollout, static_argnums=(0, 1, 2, 3, 6, 7))(
-        env, _zero_policy, value_fn, _probe_reward, carry, jax.random.key(1), num_steps, episode_length)
+    return jax.jit(rl.rollout, static_argnums=(0, 1, 2, 3, 5, 6))(
+        env, _zero_policy, value_fn, _probe_reward, carry, num_steps, episode_length)
 
 
 def test_rollout_truncates_at_the_time_limit_and_bootstraps_from_the_state_reached():
@@ -190,10 +190,10 @@ def test_rollout_across_devices_shares_observation_statistics_but_not_keys():
 
     def collect(key):
         carry = rl.init_carry(env, key, envs_per_device, axis_name="d")
-        return rl.rollout(env, _zero_policy, lambda obs: obs[:, 0], _probe_reward, carry, key, num_steps,
+        return rl.rollout(env, _zero_policy, lambda obs: obs[:, 0], _probe_reward, carry, num_steps,
                           env.episode_length, axis_name="d")
 
-    carry_specs = rl.RolloutCarry(env_state=P("d"), steps=P("d"), obs_stats=P())
+    carry_specs = rl.RolloutCarry(env_state=P("d"), steps=P("d"), keys=P("d"), obs_stats=P())
     carry, transitions = jax.jit(jax.shard_map(collect, mesh=_mesh(), in_specs=P(),
                                                out_specs=(carry_specs, P(None, "d"))))(jax.random.key(0))
     observations = np.asarray(transitions.obs[..., 0]).reshape(num_steps, 4, envs_per_device)
@@ -214,11 +214,10 @@ def _train(env, config=PROBE_CONFIG, num_envs=16, iterations=100, seed=0):
 
     @jax.jit
     def iteration(params, opt_state, carry, key):
-        rollout_key, update_key = jax.random.split(key)
         carry, transitions = rl.rollout(env, partial(agent.act, params), partial(agent.value, params),
-                                        _probe_reward, carry, rollout_key, config.num_steps, env.episode_length)
+                                        _probe_reward, carry, config.num_steps, env.episode_length)
         batch = rl.make_batch(transitions, transitions.reward, config)
-        params, opt_state, _ = rl.update(agent, optimizer, params, opt_state, batch, update_key, config)
+        params, opt_state, _ = rl.update(agent, optimizer, params, opt_state, batch, key, config)
         return params, opt_state, carry, transitions.reward
 
     for key in jax.random.split(key, iterations):
@@ -279,15 +278,18 @@ def test_probe_truncation_as_terminal_learns_the_lower_time_dependent_values(tim
 # --- data-parallel update ----------------------------------------------------------------------------------
 
 def test_update_across_devices_equals_one_device_on_the_full_batch():
-    config = rl.PPOConfig(epochs=2, minibatches=1, hidden_sizes=(8,), ent_coef=0.01, clip_value_loss=True)
+    """Shuffled minibatches (2 per epoch) included: the shuffle picks time steps, the same on every device."""
+    config = rl.PPOConfig(epochs=2, minibatches=2, hidden_sizes=(8,), ent_coef=0.01, clip_value_loss=True)
     agent, params = rl.init_actor_critic(jax.random.key(0), 3, 2, config.hidden_sizes)
     optimizer = rl.make_optimizer(config, 10)
     opt_state = optimizer.init(params)
     keys = iter(jax.random.split(jax.random.key(1), 8))
-    n = 32
-    batch = rl.Batch(obs=jax.random.normal(next(keys), (n, 3)), action=jax.random.normal(next(keys), (n, 2)),
-                     log_prob=jax.random.normal(next(keys), (n,)) - 2.0, value=jax.random.normal(next(keys), (n,)),
-                     advantage=jax.random.normal(next(keys), (n,)) + 0.5, target=jax.random.normal(next(keys), (n,)))
+    t, n = 4, 8
+    batch = rl.Batch(obs=jax.random.normal(next(keys), (t, n, 3)), action=jax.random.normal(next(keys), (t, n, 2)),
+                     log_prob=jax.random.normal(next(keys), (t, n)) - 2.0,
+                     value=jax.random.normal(next(keys), (t, n)),
+                     advantage=jax.random.normal(next(keys), (t, n)) + 0.5,
+                     target=jax.random.normal(next(keys), (t, n)))
     key = next(keys)
 
     def run(params, opt_state, batch, key, axis_name=None):
@@ -295,8 +297,8 @@ def test_update_across_devices_equals_one_device_on_the_full_batch():
 
     single = jax.jit(run)(params, opt_state, batch, key)
     mesh = _mesh()
-    sharded_batch = jax.device_put(batch, NamedSharding(mesh, P("d")))
-    parallel = jax.jit(jax.shard_map(partial(run, axis_name="d"), mesh=mesh, in_specs=(P(), P(), P("d"), P()),
+    sharded_batch = jax.device_put(batch, NamedSharding(mesh, P(None, "d")))
+    parallel = jax.jit(jax.shard_map(partial(run, axis_name="d"), mesh=mesh, in_specs=(P(), P(), P(None, "d"), P()),
                                      out_specs=P()))(params, opt_state, sharded_batch, key)
     for a, b in zip(jax.tree.leaves(parallel), jax.tree.leaves(single)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -306,5 +308,5 @@ def test_update_across_devices_equals_one_device_on_the_full_batch():
 def test_update_names_a_batch_that_does_not_split_into_minibatches():
     config = rl.PPOConfig(minibatches=3)
     batch = rl.Batch(*(jnp.zeros((8, 1)),) * 6)
-    with pytest.raises(ValueError, match="minibatches=3 must divide the 8 transitions"):
+    with pytest.raises(ValueError, match="minibatches=3 must divide the 8 time steps"):
         rl.update(None, None, None, None, batch, jax.random.key(0), config)

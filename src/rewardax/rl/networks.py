@@ -115,12 +115,13 @@ class ActorCritic:
     def value(self, params: Params, obs: jax.Array) -> jax.Array:
         return nnx.merge(self.value_graph, params["value"])(obs)
 
-    def act(self, params: Params, obs: jax.Array, key: jax.Array,
+    def act(self, params: Params, obs: jax.Array, keys: jax.Array,
             ctrl_range: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Sample for ``obs``: ``(action, log_prob, env_action)`` (the raw sample, its log-density, the
-        clipped and scaled command for the env)."""
+        """Sample for a batch ``obs [B, O]`` with one key per row: ``(action, log_prob, env_action)`` (the
+        raw sample, its log-density, the clipped and scaled command for the env)."""
         mean, log_std = self.distribution(params, obs)
-        action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        noise = jax.vmap(lambda key: jax.random.normal(key, mean.shape[1:]))(keys)
+        action = mean + jnp.exp(log_std) * noise
         return action, gaussian_log_prob(mean, log_std, action), env_action(action, ctrl_range)
 
 

@@ -47,8 +47,9 @@ class PPOConfig:
     """Gradients are rescaled to at most this global norm (after averaging over devices)."""
     epochs: int = 10
     """Passes over each rollout."""
-    minibatches: int = 32
-    """Minibatches per pass (per device); must divide the per-device number of transitions."""
+    minibatches: int = 4
+    """Minibatches per pass; each holds num_steps / minibatches time steps of every env, so it must divide
+    num_steps."""
     num_steps: int = 128
     """Env steps per rollout (T)."""
     normalise_advantages: bool = True
@@ -72,7 +73,7 @@ class PPOConfig:
 
 @struct.dataclass
 class Batch:
-    """Flat [N] training data from a rollout."""
+    """[T, B] training data from a rollout (time-major, one column per env)."""
 
     obs: jax.Array
     action: jax.Array
@@ -86,12 +87,11 @@ class Batch:
 
 
 def make_batch(transitions: Transition, rewards: jax.Array, config: PPOConfig) -> Batch:
-    """GAE over the [T, B] ``transitions`` with ``rewards`` (raw or scaled), flattened to T·B samples."""
+    """GAE over the [T, B] ``transitions`` with ``rewards`` (raw or scaled)."""
     terminated = transitions.episode_end if config.truncation_as_terminal else transitions.terminated
     advantage, target = gae(rewards, transitions.value, transitions.next_value, terminated,
                             transitions.episode_end, config.gamma, config.gae_lambda)
-    batch = Batch(transitions.obs, transitions.action, transitions.log_prob, transitions.value, advantage, target)
-    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+    return Batch(transitions.obs, transitions.action, transitions.log_prob, transitions.value, advantage, target)
 
 
 def _global_mean(x: jax.Array, axis_name: str | None) -> jax.Array:
@@ -156,20 +156,23 @@ def make_optimizer(config: PPOConfig, total_updates: int) -> optax.GradientTrans
 def update(agent: ActorCritic, optimizer: optax.GradientTransformation, params: Params,
            opt_state: optax.OptState, batch: Batch, key: jax.Array, config: PPOConfig,
            axis_name: str | None = None) -> tuple[Params, optax.OptState, dict[str, jax.Array]]:
-    """``config.epochs`` passes over ``batch`` in ``config.minibatches`` shuffled minibatches.
+    """``config.epochs`` passes over the [T, B] ``batch`` in ``config.minibatches`` shuffled minibatches.
 
-    With ``axis_name``, each device holds its shard of the batch and the same ``key``; gradients and
-    metrics are averaged over devices, so every replica applies the same update. Returns the new params,
-    optimiser state and the loss metrics averaged over all minibatches.
+    A minibatch is a random set of T / minibatches time steps, taken from every env. The shuffle depends
+    only on ``key`` (the same on every device), so with ``axis_name`` the union of the devices' minibatches
+    is exactly the minibatch one device would draw from the whole batch: gradients and metrics are
+    averaged over devices and a data-parallel run takes the same steps as a single-device one. Returns the
+    new params, optimiser state and the loss metrics averaged over all minibatches.
     """
-    num_samples = batch.obs.shape[0]
-    if num_samples % config.minibatches:
-        raise ValueError(f"minibatches={config.minibatches} must divide the {num_samples} transitions per "
-                         f"device (num_envs per device × num_steps); change one of them")
-    minibatch_size = num_samples // config.minibatches
+    num_steps = batch.obs.shape[0]
+    if num_steps % config.minibatches:
+        raise ValueError(f"minibatches={config.minibatches} must divide the {num_steps} time steps of a rollout "
+                         f"(num_steps); change one of them")
+    steps_per_minibatch = num_steps // config.minibatches
 
     def minibatch_step(state, minibatch):
         params, opt_state = state
+        minibatch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), minibatch)  # [t, B] -> [t·B]
         if axis_name is None:
             grads, metrics = jax.grad(ppo_loss, has_aux=True)(params, agent, minibatch, config)
         else:
@@ -182,9 +185,9 @@ def update(agent: ActorCritic, optimizer: optax.GradientTransformation, params: 
         return (optax.apply_updates(params, updates), opt_state), metrics
 
     def epoch(state, key):
-        order = jax.random.permutation(key, num_samples)
+        order = jax.random.permutation(key, num_steps)
         minibatches = jax.tree.map(
-            lambda x: x[order].reshape((config.minibatches, minibatch_size) + x.shape[1:]), batch)
+            lambda x: x[order].reshape((config.minibatches, steps_per_minibatch) + x.shape[1:]), batch)
         return jax.lax.scan(minibatch_step, state, minibatches)
 
     (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, config.epochs))

@@ -5,6 +5,9 @@ restarts every env from one cached initial state and overwrites the state the ep
 ended env gets a fresh reset with its own key, and the value of the state it ended in is computed first
 (``next_value``), so a time-limit truncation can bootstrap.
 
+Randomness is per env: every env carries its own key, derived from the run's key and the env's global
+index, so a run gives the same trajectories whether its envs sit on one device or are split over many.
+
 The rollout knows neither PPO nor the reward model: it calls ``policy_fn``, ``value_fn`` and ``reward_fn``.
 """
 
@@ -20,7 +23,7 @@ from flax import struct
 from rewardax.rl.normalize import RunningMeanStd
 
 PolicyFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]
-"""(normalised obs [B, O], key) -> (action [B, A], log_prob [B], env_action [B, A])."""
+"""(normalised obs [B, O], per-env keys [B]) -> (action [B, A], log_prob [B], env_action [B, A])."""
 ValueFn = Callable[[jax.Array], jax.Array]
 """normalised obs [B, O] -> value [B]."""
 RewardFn = Callable[[State], tuple[jax.Array, dict[str, jax.Array]]]
@@ -35,6 +38,8 @@ class RolloutCarry:
     """Batched [B] env state the next step starts from."""
     steps: jax.Array
     """[B] int32 steps taken in each env's current episode."""
+    keys: jax.Array
+    """[B] each env's own random key (actions and resets)."""
     obs_stats: RunningMeanStd
     """Moments of every observation the policy has seen; observations are normalised with them."""
 
@@ -65,17 +70,20 @@ class Transition:
 def init_carry(env: Env, key: jax.Array, num_envs: int, axis_name: str | None = None) -> RolloutCarry:
     """``num_envs`` freshly reset envs; observation statistics start from their observations.
 
-    With ``axis_name``, ``num_envs`` is per device and each device folds its index into ``key``.
+    Env i's key is ``fold_in(key, i)`` with i its global index; with ``axis_name``, ``num_envs`` is per device
+    and device d holds envs d·num_envs … (d + 1)·num_envs − 1.
     """
-    key = _per_device(key, axis_name)
-    env_state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+    first = 0 if axis_name is None else jax.lax.axis_index(axis_name) * num_envs
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(first + jnp.arange(num_envs))
+    keys, reset_keys = _split_each(keys)
+    env_state = jax.vmap(env.reset)(reset_keys)
     obs_stats = RunningMeanStd.create(env_state.obs.shape[1:]).update(env_state.obs, axis_name)
-    return RolloutCarry(env_state, jnp.zeros(num_envs, jnp.int32), obs_stats)
+    return RolloutCarry(env_state, jnp.zeros(num_envs, jnp.int32), keys, obs_stats)
 
 
-def _per_device(key: jax.Array, axis_name: str | None) -> jax.Array:
-    """A key of this device's own, so replicas given one key still simulate different envs."""
-    return key if axis_name is None else jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+def _split_each(keys: jax.Array, num: int = 2) -> tuple[jax.Array, ...]:
+    """Split every key of a [B] batch: ``num`` [B] batches of keys."""
+    return tuple(jnp.moveaxis(jax.vmap(lambda k: jax.random.split(k, num))(keys), 1, 0))
 
 
 def _device_varying(tree, axis_name: str | None):
@@ -101,21 +109,19 @@ def _where(mask: jax.Array, on_true, on_false):
 
 
 def rollout(env: Env, policy_fn: PolicyFn, value_fn: ValueFn, reward_fn: RewardFn, carry: RolloutCarry,
-            key: jax.Array, num_steps: int, episode_length: int,
-            axis_name: str | None = None) -> tuple[RolloutCarry, Transition]:
+            num_steps: int, episode_length: int, axis_name: str | None = None) -> tuple[RolloutCarry, Transition]:
     """Step every env ``num_steps`` times; episodes end on ``done`` or after ``episode_length`` steps.
 
     Observation statistics are updated after each step with the observations the policy will see next.
-    With ``axis_name`` the statistics combine every device's envs and each device folds its index into
-    ``key``, as in `init_carry`.
+    With ``axis_name`` the statistics combine every device's envs.
     """
     reset, step = jax.vmap(env.reset), jax.vmap(env.step)
     num_envs = carry.steps.shape[0]
 
-    def one_step(carry: RolloutCarry, key: jax.Array):
-        action_key, reset_key = jax.random.split(key)
+    def one_step(carry: RolloutCarry, _):
+        keys, action_keys, reset_keys = _split_each(carry.keys, 3)
         obs = carry.obs_stats.normalize(carry.env_state.obs)
-        action, log_prob, env_action = policy_fn(obs, action_key)
+        action, log_prob, env_action = policy_fn(obs, action_keys)
         value = value_fn(obs)
 
         reached = _device_varying(step(carry.env_state, env_action), axis_name)
@@ -126,14 +132,14 @@ def rollout(env: Env, policy_fn: PolicyFn, value_fn: ValueFn, reward_fn: RewardF
 
         env_state = jax.lax.cond(
             episode_end.any(),
-            lambda: _where(episode_end, reset(jax.random.split(reset_key, num_envs)), reached),
+            lambda: _where(episode_end, reset(reset_keys), reached),
             lambda: reached)
         obs_stats = carry.obs_stats.update(env_state.obs, axis_name)
         next_value = value_fn(obs_stats.normalize(reached.obs))
 
         transition = Transition(obs, action, log_prob, value, reward, next_value, terminated, episode_end, metrics)
-        return RolloutCarry(env_state, jnp.where(episode_end, 0, steps), obs_stats), transition
+        return RolloutCarry(env_state, jnp.where(episode_end, 0, steps), keys, obs_stats), transition
 
     carry = carry.replace(env_state=_device_varying(carry.env_state, axis_name),
-                          steps=_device_varying(carry.steps, axis_name))
-    return jax.lax.scan(one_step, carry, jax.random.split(_per_device(key, axis_name), num_steps))
+                          steps=_device_varying(carry.steps, axis_name), keys=_device_varying(carry.keys, axis_name))
+    return jax.lax.scan(one_step, carry, length=num_steps)

@@ -72,7 +72,7 @@ def main(args: Args) -> None:
 
     data = jax.jit(env.reset)(jax.random.PRNGKey(0)).pipeline_state
     physics_flops = env.config.frame_skip * flops(lambda d: mjx.step(env.sys, d), data)
-    render_flops = flops(lambda d: render(d).rgb, data)
+    render_flops = flops(lambda d: render(jax.tree.map(lambda x: x[None], d)).rgb, data)
     print(json.dumps(dict(base, measure="flops per env-step", physics=physics_flops, render=render_flops,
                           total=physics_flops + render_flops)), flush=True)
 
@@ -89,7 +89,7 @@ def main(args: Args) -> None:
         def physics_render(state, actions):
             def one(s, a):
                 s = jax.vmap(env.step)(s, a)
-                return s, jax.vmap(render)(s.pipeline_state).rgb[:, 0, 0, 0]
+                return s, render(s.pipeline_state).rgb[:, 0, 0, 0]
             return jax.lax.scan(one, state, actions)[1]
 
         for name, fn in (("physics", physics), ("physics+render", physics_render)):
@@ -97,7 +97,7 @@ def main(args: Args) -> None:
             print(json.dumps(dict(base, measure=name, batch=batch,
                                   env_steps_per_s=round(args.steps * batch / seconds, 1))), flush=True)
 
-        seconds = timed(lambda d: jax.vmap(render)(d).rgb, state.pipeline_state, repeats=args.repeats)
+        seconds = timed(lambda d: render(d).rgb, state.pipeline_state, repeats=args.repeats)
         print(json.dumps(dict(base, measure="render", batch=batch, frames_per_s=round(batch / seconds, 1),
                               rays_per_s=round(batch * rays_per_frame / seconds))), flush=True)
 

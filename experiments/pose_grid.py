@@ -34,7 +34,7 @@ def pose_grid(size: int) -> np.ndarray:
         env = envs.make("splits", look=look)
         data = [mjx.put_data(env.mj_model, pose_data(task, env.mj_model)) for task in envs.TASKS.values()]
         batch = jax.tree.map(lambda *x: jnp.stack(x), *data)
-        frames = np.asarray(jax.jit(jax.vmap(env.renderer(size, size)))(batch).rgb)
+        frames = np.asarray(jax.jit(env.renderer(size, size))(batch).rgb)
         rows.append(np.concatenate([_caption(f, f"{name} ({look})") for f, name in zip(frames, envs.TASKS)], 1))
     return np.concatenate(rows, 0)
 

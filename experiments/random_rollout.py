@@ -50,7 +50,8 @@ def make_rollout(env: envs.Humanoid, size: int, chunk: int):
     def one_step(state, key):
         action = jax.random.uniform(key, (env.action_size,), minval=low, maxval=high)
         state = env.step(state, action)
-        return state, (render(state.pipeline_state).rgb, state.metrics["success"])
+        frame = render(jax.tree.map(lambda x: x[None], state.pipeline_state)).rgb[0]  # a batch of one
+        return state, (frame, state.metrics["success"])
 
     @jax.jit
     def rollout(state, key):

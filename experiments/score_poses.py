@@ -46,7 +46,7 @@ def score_poses(args: Args) -> dict[str, dict[str, float]]:
         model, tokenizer = load_clip(source)
     env = envs.make("splits", look=args.look)
     poses = [mjx.put_data(env.mj_model, pose_data(task, env.mj_model)) for task in envs.TASKS.values()]
-    frames = jax.jit(jax.vmap(env.renderer(args.size, args.size)))(jax.tree.map(lambda *x: jnp.stack(x), *poses)).rgb
+    frames = jax.jit(env.renderer(args.size, args.size))(jax.tree.map(lambda *x: jnp.stack(x), *poses)).rgb
     table = {}
     for name, task in envs.TASKS.items():
         reward = ClipReward.create(model, tokenizer, task.goal, task.baseline, args.alpha)

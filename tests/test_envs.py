@@ -135,7 +135,7 @@ def test_every_tasks_oracle_runs_on_mjx_data(rollout):
 
 def test_env_renders_its_task_camera(rollout):
     env, states = rollout
-    render = jax.jit(jax.vmap(env.renderer(32, 32)))
+    render = jax.jit(env.renderer(32, 32))
     frame = render(states[-1].pipeline_state)
     assert frame.rgb.shape == (2, 32, 32, 3) and frame.rgb.dtype == jnp.uint8
     seen = set(np.unique(np.asarray(frame.segmentation)))

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from mujoco import mjx
 
+from brax.envs.base import State
+
 import rewardax.envs as envs
 from rewardax.envs.tasks import pose_data
 from rewardax.models import l2_normalize, load_clip, write_random_clip
@@ -101,6 +103,6 @@ def test_oracle_reward_is_the_task_success_test():
     env = envs.make("kneeling")
     poses = [mjx.put_data(env.mj_model, pose_data(name, env.mj_model)) for name in ("kneeling", "standing")]
     batch = jax.tree.map(lambda *x: jnp.stack(x), *poses)
-    value, metrics = OracleReward(task)(None, batch)
+    value, metrics = OracleReward(task)(None, State(batch, None, None, None))
     np.testing.assert_array_equal(value, [1.0, 0.0])
     assert OracleReward.needs_frames is False and ClipReward.needs_frames is True

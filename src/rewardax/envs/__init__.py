@@ -1,8 +1,8 @@
 """Environments: the MJX humanoid, the paper's tasks (prompts + oracle pose tests) and their camera.
 
     env = rewardax.envs.make("splits", look="default")
-    state = env.reset(jax.random.key(0))
-    frame = env.renderer(224, 224)(state.pipeline_state)
+    states = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4))
+    frames = env.renderer(224, 224)(states.pipeline_state)   # a batch of 4 frames
 
 Envs are brax `Env`s; batch and episode them with brax's wrappers, e.g.
 ``brax.envs.wrappers.training.wrap(env, episode_length=env.episode_length)``.

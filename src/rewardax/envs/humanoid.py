@@ -122,11 +122,11 @@ class Humanoid(Env):
         return cam.at(jnp.stack([torso[0], torso[1], jnp.float32(cam.lookat[2])]))
 
     def renderer(self, height: int = 224, width: int = 224, shadows: bool = True):
-        """A jittable ``data -> Frame`` drawing this env from its task camera."""
+        """A jittable ``data [B] -> Frame [B]`` drawing a batch of this env's states from the task camera."""
         draw = Renderer(self.mj_model, height, width, shadows)
 
         def render(data: mjx.Data) -> Frame:
-            return draw(data, self.camera(data))
+            return draw.batch(data, jax.vmap(self.camera)(data))
 
         return render
 

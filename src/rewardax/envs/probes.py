@@ -110,3 +110,35 @@ class TimeLimit(Probe):
 
     def step(self, state: State, action: jax.Array) -> State:
         return _state((state.obs + 1.0) % self.episode_length, 1.0, 0.0)
+
+
+class Reach(Env):
+    """A small control task with its true reward (not a probe with a closed-form answer).
+
+    A point on a line starts at a random position and must move to a random target, both uniform in
+    [-1, 1]; each step the action (clipped to [-1, 1]) moves it by at most 0.2. Observation: (position,
+    target). Reward: −|position − target| after the move. Episodes last 20 steps. Random actions score about
+    −0.7 per step; a good policy about −0.1 (it needs a few steps to arrive).
+    """
+
+    episode_length: int = 20
+
+    @property
+    def observation_size(self) -> int:
+        return 2
+
+    @property
+    def action_size(self) -> int:
+        return 1
+
+    @property
+    def backend(self) -> str:
+        return "jax"
+
+    def reset(self, rng: jax.Array) -> State:
+        return _state(jax.random.uniform(rng, (2,), minval=-1.0, maxval=1.0))
+
+    def step(self, state: State, action: jax.Array) -> State:
+        position = state.obs[0] + 0.2 * jnp.clip(action[0], -1.0, 1.0)
+        target = state.obs[1]
+        return _state(jnp.stack([position, target]), -jnp.abs(position - target))

@@ -79,7 +79,7 @@ class ClipReward:
         model = nnx.merge(self.graphdef, self.params)
         return l2_normalize(model.encode_image(preprocess_frames(frames, self.image_size)))
 
-    def __call__(self, frames, data=None):
+    def __call__(self, frames, state=None):
         s = self.embed(frames)
         reward = goal_baseline_reward(s, self.goal, self.baseline, self.alpha)
         return reward, {"clip/cos_goal": s @ self.goal, "clip/cos_baseline": s @ self.baseline}

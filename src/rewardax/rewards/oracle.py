@@ -15,6 +15,6 @@ class OracleReward:
     task: Task = struct.field(pytree_node=False)
     needs_frames = False
 
-    def __call__(self, frames, data):
-        success = self.task.success(data).astype(jnp.float32)
+    def __call__(self, frames, state):
+        success = self.task.success(state.pipeline_state).astype(jnp.float32)
         return success, {"oracle/success": success}

@@ -1,0 +1,160 @@
+"""The shared training step: physics → render → reward → GAE → PPO in one compiled, data-parallel program.
+
+    state, envs = init(env, agent_key, config, num_envs)
+    train_step = make_train_step(env, config, num_envs)
+    state, envs, metrics = train_step(state, envs, reward)
+
+``train_step`` is `jax.jit` of `jax.shard_map` over a one-axis mesh of every device (of every host after
+`jax.distributed.initialize()`): the envs are split along the mesh axis, the agent and the reward model are
+replicated, and gradients and statistics are combined with `lax.pmean`/`psum`. Frames never leave the device.
+Randomness is per env (keyed by global env index) and minibatches are shuffled time steps, so a run takes
+the same steps on one device as on many.
+
+The reward model is an argument, not part of the state: it is frozen (nothing here trains it) and can be
+large (CLIP bigG is 2.5 B parameters), so checkpoints hold only what training changes. ``TrainState`` has
+room for a trainable reward model's parameters and optimiser state (the yes-token model comes next).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from brax.envs.base import Env, State
+from flax import struct
+from jax.sharding import Mesh, PartitionSpec as P
+
+from rewardax.rewards.base import RewardModel
+from rewardax.rl.networks import ActorCritic, Params, init_actor_critic
+from rewardax.rl.normalize import RewardScaler, RunningMeanStd, scale_rewards
+from rewardax.rl.ppo import PPOConfig, make_batch, make_optimizer, update
+from rewardax.rl.rollout import RolloutCarry, init_carry, rollout
+
+AXIS = "envs"
+
+
+@struct.dataclass
+class TrainState:
+    """Everything training changes that is the same on every device (replicated)."""
+
+    params: Params
+    opt_state: optax.OptState
+    obs_stats: RunningMeanStd
+    return_stats: RunningMeanStd
+    """Moments of discounted returns, for reward scaling."""
+    key: jax.Array
+    """Shuffles minibatches (the same on every device)."""
+    iteration: jax.Array
+    reward_params: Any = None
+    """A trainable reward model's parameters (None while the reward model is frozen)."""
+    reward_opt_state: Any = None
+
+
+@struct.dataclass
+class EnvBatch:
+    """Per-env state, split over devices along the env axis."""
+
+    state: State
+    steps: jax.Array
+    """[B] steps taken in the current episode."""
+    keys: jax.Array
+    """[B] per-env random keys."""
+    returns: jax.Array
+    """[B] discounted reward sums of the current episodes, for reward scaling."""
+
+
+def mesh(devices=None) -> Mesh:
+    """A one-axis mesh over ``devices`` (default: every device of every process)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (AXIS,))
+
+
+def check_num_envs(num_envs: int, mesh_: Mesh) -> int:
+    """Envs per device; one clear error if ``num_envs`` does not split evenly."""
+    devices = mesh_.devices.size
+    if num_envs < 1 or num_envs % devices:
+        raise ValueError(f"num_envs={num_envs} must be a positive multiple of the {devices} devices; use e.g. "
+                         f"num_envs={max(1, num_envs // devices) * devices} or {(num_envs // devices + 1) * devices}")
+    return num_envs // devices
+
+
+def agent_for(env: Env, config: PPOConfig, key: jax.Array) -> tuple[ActorCritic, Params]:
+    return init_actor_critic(key, env.observation_size, env.action_size, config.hidden_sizes, config.activation,
+                             config.init_log_std)
+
+
+def init(env: Env, key: jax.Array, config: PPOConfig, num_envs: int, total_updates: int,
+         mesh_: Mesh | None = None) -> tuple[TrainState, EnvBatch]:
+    """Fresh agent and optimiser, ``num_envs`` reset envs spread over the mesh."""
+    mesh_ = mesh() if mesh_ is None else mesh_
+    per_device = check_num_envs(num_envs, mesh_)
+    agent_key, env_key, update_key = jax.random.split(key, 3)
+    _, params = agent_for(env, config, agent_key)
+    opt_state = make_optimizer(config, total_updates).init(params)
+
+    def init_envs(env_key):
+        carry = init_carry(env, env_key, per_device, axis_name=AXIS)
+        envs = EnvBatch(carry.env_state, carry.steps, carry.keys, jnp.zeros(per_device))
+        return envs, carry.obs_stats
+
+    envs, obs_stats = jax.jit(jax.shard_map(init_envs, mesh=mesh_, in_specs=P(), out_specs=(P(AXIS), P()),
+                                            check_vma=False))(env_key)
+    state = TrainState(params=params, opt_state=opt_state, obs_stats=obs_stats, return_stats=RunningMeanStd.create(),
+                       key=update_key, iteration=jnp.zeros((), jnp.int32))
+    return jax.device_put(state, jax.sharding.NamedSharding(mesh_, P())), envs
+
+
+def reward_fn(env: Env, reward: RewardModel, frame_size: int):
+    """Post-step State batch -> (reward, metrics): renders the frames the reward model looks at, if any."""
+    render = env.renderer(frame_size, frame_size) if reward.needs_frames else None
+
+    def score(reached: State):
+        value, metrics = reward(render(reached.pipeline_state).rgb if render else None, reached)
+        if "success" in reached.metrics:
+            metrics = {**metrics, "oracle/success": reached.metrics["success"]}
+        return value, metrics
+
+    return score
+
+
+def make_train_step(env: Env, config: PPOConfig, num_envs: int, total_updates: int, frame_size: int = 224,
+                    scale_reward: bool = True, mesh_: Mesh | None = None):
+    """``train_step(state, envs, reward) -> (state, envs, metrics)``; ``state`` and ``envs`` are donated."""
+    mesh_ = mesh() if mesh_ is None else mesh_
+    check_num_envs(num_envs, mesh_)
+    agent, _ = agent_for(env, config, jax.random.key(0))  # the graph definitions (tiny MLPs)
+    optimizer = make_optimizer(config, total_updates)
+    ctrl = getattr(env, "mj_model", None)
+    ctrl_range = None if ctrl is None else jnp.asarray(ctrl.actuator_ctrlrange, jnp.float32)
+
+    def step_on_one_device(state: TrainState, envs: EnvBatch, reward: RewardModel):
+        carry = RolloutCarry(envs.state, envs.steps, envs.keys, state.obs_stats)
+        carry, transitions = rollout(
+            env, partial(agent.act, state.params, ctrl_range=ctrl_range), partial(agent.value, state.params),
+            reward_fn(env, reward, frame_size), carry, config.num_steps, env.episode_length, axis_name=AXIS)
+        scaler = RewardScaler(envs.returns, state.return_stats)
+        if scale_reward:
+            scaler, rewards = scale_rewards(scaler, transitions.reward, transitions.episode_end, config.gamma, AXIS)
+        else:
+            rewards = transitions.reward
+        key, update_key = jax.random.split(state.key)
+        params, opt_state, losses = update(agent, optimizer, state.params, state.opt_state,
+                                           make_batch(transitions, rewards, config), update_key, config, AXIS)
+        metrics = {"reward": transitions.reward.mean(), "scaled_reward": rewards.mean(),
+                   "episode_end": transitions.episode_end.mean(),
+                   **{k: v.mean() for k, v in transitions.metrics.items()}}
+        metrics = {**jax.lax.pmean(metrics, AXIS), **losses}
+        state = state.replace(params=params, opt_state=opt_state, obs_stats=carry.obs_stats,
+                              return_stats=scaler.stats, key=key, iteration=state.iteration + 1)
+        envs = EnvBatch(carry.env_state, carry.steps, carry.keys, scaler.returns)
+        return state, envs, metrics
+
+    # check_vma=False: MJX's solver has `lax.cond`s whose branches JAX's replication typing cannot match
+    # under shard_map; replication is kept by construction (pmean/psum of everything shared).
+    sharded = jax.shard_map(step_on_one_device, mesh=mesh_, in_specs=(P(), P(AXIS), P()),
+                            out_specs=(P(), P(AXIS), P()), check_vma=False)
+    return jax.jit(sharded, donate_argnums=(0, 1))

@@ -1,0 +1,75 @@
+"""The shared training step: data-parallel equivalence, rewards from rendered frames, learning."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+
+import rewardax.envs as envs
+from rewardax.envs import probes
+from rewardax.rewards import EnvReward
+from rewardax.rl import PPOConfig
+from rewardax.rl import step as rl_step
+
+SMALL = PPOConfig(learning_rate=3e-3, num_steps=8, minibatches=2, epochs=2, hidden_sizes=(16,), gamma=0.9)
+
+
+def run(env, config, num_envs, iterations, mesh, reward=EnvReward(), seed=0, frame_size=16):
+    state, batch = rl_step.init(env, jax.random.PRNGKey(seed), config, num_envs, iterations, mesh)
+    train_step = rl_step.make_train_step(env, config, num_envs, iterations, frame_size=frame_size, mesh_=mesh)
+    history = []
+    for _ in range(iterations):
+        state, batch, metrics = train_step(state, batch, reward)
+        history.append(jax.device_get(metrics))
+    return state, batch, history
+
+
+def test_one_device_and_four_devices_take_the_same_steps():
+    assert jax.device_count() == 4, "tests run with 4 virtual CPU devices (tests/conftest.py)"
+    one, _, one_metrics = run(probes.Reach(), SMALL, 8, 3, rl_step.mesh(jax.devices()[:1]))
+    four, _, four_metrics = run(probes.Reach(), SMALL, 8, 3, rl_step.mesh())
+    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(one_metrics[-1]["reward"], four_metrics[-1]["reward"], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(one.obs_stats.mean), np.asarray(four.obs_stats.mean), rtol=1e-5)
+
+
+def test_ppo_learns_reach_through_the_train_step():
+    config = dataclasses.replace(SMALL, num_steps=20, minibatches=4, epochs=4, hidden_sizes=(32, 32))
+    _, _, history = run(probes.Reach(), config, 32, 60, rl_step.mesh())
+    first, last = history[0]["reward"], np.mean([m["reward"] for m in history[-5:]])
+    assert first < -0.5, f"random actions should score about -0.7, got {first:.3f}"
+    assert last > -0.25, f"after 60 iterations the policy should reach its targets: {first:.3f} -> {last:.3f}"
+
+
+@struct.dataclass
+class MeanPixel:
+    """A reward model that is a known function of the frame: its mean pixel value in [0, 1]."""
+
+    needs_frames = True
+
+    def __call__(self, frames, state):
+        value = frames.astype(jnp.float32).mean(axis=(1, 2, 3)) / 255.0
+        return value, {"mean_pixel": value}
+
+
+def test_the_reward_is_computed_from_the_frame_rendered_inside_the_step():
+    """One step of 4 humanoids (one per device): the reward equals the known function of the frame of the
+    state each env reached, rendered again outside the step."""
+    env = envs.make("splits")
+    config = dataclasses.replace(SMALL, num_steps=1, minibatches=1, epochs=1)
+    _, batch, history = run(env, config, 4, 1, rl_step.mesh(), reward=MeanPixel(), frame_size=12)
+    frames = jax.jit(env.renderer(12, 12))(batch.state.pipeline_state).rgb  # no env ended: these are the reached states
+    assert int(batch.steps.min()) == 1
+    expected = np.asarray(frames, np.float64).mean() / 255.0
+    assert history[0]["reward"] == pytest.approx(expected, rel=1e-5)
+    assert history[0]["mean_pixel"] == pytest.approx(expected, rel=1e-5)
+    assert "oracle/success" in history[0]
+
+
+def test_env_count_must_split_over_devices():
+    with pytest.raises(ValueError, match="num_envs=6 must be a positive multiple of the 4 devices"):
+        rl_step.make_train_step(probes.Reach(), SMALL, 6, 1)

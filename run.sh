@@ -2,7 +2,7 @@
 # rewardax in two commands:
 #   ./run.sh          set up .venv (first run or changed requirements) and run the main job
 #   ./run.sh tests    set up .venv with the test requirements and run the test suite
-# Extra arguments go to the main job (e.g. ./run.sh --task kneeling --look default).
+# Extra arguments go to the main job (e.g. ./run.sh --preset smoke, ./run.sh --num-envs 64).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,5 +29,5 @@ fi
 if [ "$mode" = tests ]; then
   exec .venv/bin/python -m pytest -q "$@"
 fi
-# Until the trainer lands, the main job renders a random-policy rollout of the flagship task.
-exec .venv/bin/python experiments/random_rollout.py --task splits "$@"
+# The flagship run, with the preset for this machine (see experiments/train.py; --preset smoke runs offline).
+exec .venv/bin/python experiments/humanoid_splits.py "$@"

@@ -1,0 +1,92 @@
+"""Training configuration: one frozen dataclass, commented field by field, and named presets.
+
+Presets: ``smoke`` (a tiny random CLIP written locally, a few envs, two iterations: checks the whole
+pipeline offline in minutes), ``cpu`` (a few envs, CLIP ViT-B/32), ``gpu`` and ``tpu`` (thousands of envs and
+the paper's CLIP ViT-bigG-14 in bfloat16), ``paper`` (the VLM-RM settings at accelerator scale).
+`default_preset()` picks one for the machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+
+from rewardax.rl.ppo import PPOConfig
+
+PAPER_CLIP = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
+SMALL_CLIP = "openai/clip-vit-base-patch32"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved as config.json in the run directory)."""
+
+    task: str = "splits"
+    """Task name (rewardax.envs.TASKS): the env, its prompts and its oracle."""
+    look: str = "paper"
+    """Scene look: "paper" (sky, tiled floor, grey body) or "default" (the MJCF's colours)."""
+    reward: Literal["clip", "oracle"] = "clip"
+    """Reward model: the VLM-RM CLIP reward of the rendered frame, or the task's oracle pose test."""
+    clip: str = PAPER_CLIP
+    """CLIP checkpoint: Hugging Face hub id, local directory, open_clip file, or "random" (tiny, offline)."""
+    clip_bfloat16: bool = True
+    """Run CLIP's matmuls in bfloat16 (LayerNorm and softmax stay float32; physics always float32)."""
+    alpha: float = 0.0
+    """Goal-baseline regularisation strength in [0, 1] (0: cosine similarity to the goal prompt)."""
+    frame_size: int = 224
+    """Side of the rendered frames in pixels (resized to CLIP's input size)."""
+    num_envs: int = 1024
+    """Envs stepped in parallel, over all devices (a multiple of the device count)."""
+    iterations: int = 1000
+    """Training iterations; each collects ppo.num_steps steps from every env."""
+    ppo: PPOConfig = PPOConfig(num_steps=100, minibatches=4, epochs=4, learning_rate=3e-4,
+                               lr_schedule="linear", hidden_sizes=(256, 256))
+    """PPO hyperparameters (one rollout per iteration)."""
+    scale_reward: bool = True
+    """Divide rewards by the running std of returns (CLIP rewards live in a narrow band)."""
+    seed: int = 0
+    """Seeds the agent, the envs and the minibatch shuffles: a run is reproducible."""
+    run_dir: str = ""
+    """Where checkpoints, logs, TensorBoard events and videos go (default runs/<task>-<time>)."""
+    resume: bool = True
+    """Continue from the latest checkpoint in run_dir when there is one."""
+    checkpoint_every: int = 20
+    """Iterations between checkpoints (one is also written at the end and on SIGTERM/SIGINT)."""
+    keep_checkpoints: int = 3
+    """How many recent checkpoints to keep."""
+    eval_every: int = 100
+    """Iterations between evaluation videos (0: only at the end)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs the wandb package and a login)."""
+    distributed: bool = False
+    """Call jax.distributed.initialize() (multi-host TPU pods / GPU nodes; also auto-detected from env vars)."""
+
+
+# Fields that may differ when resuming a run (they do not change what is computed; the iteration count
+# does, through the learning-rate schedule).
+RESUMABLE_CHANGES = ("run_dir", "resume", "checkpoint_every", "keep_checkpoints", "eval_every", "wandb",
+                     "distributed")
+
+
+def presets() -> dict[str, TrainConfig]:
+    base = TrainConfig()
+    devices = jax.device_count()
+    return {
+        "smoke": dataclasses.replace(
+            base, clip="random", clip_bfloat16=False, frame_size=32, num_envs=2 * devices, iterations=2,
+            ppo=dataclasses.replace(base.ppo, num_steps=8, minibatches=2, epochs=2, hidden_sizes=(32, 32)),
+            checkpoint_every=1, eval_every=0),
+        "cpu": dataclasses.replace(base, clip=SMALL_CLIP, clip_bfloat16=False, num_envs=8 * devices, iterations=200,
+                                   ppo=dataclasses.replace(base.ppo, num_steps=100, minibatches=4)),
+        "gpu": dataclasses.replace(base, num_envs=1024 * devices),
+        "tpu": dataclasses.replace(base, num_envs=512 * devices),
+        "paper": dataclasses.replace(base, clip=PAPER_CLIP, alpha=0.0, num_envs=-(-1024 // devices) * devices,
+                                     iterations=2000),
+    }
+
+
+def default_preset() -> str:
+    """The preset sized for this machine's accelerator."""
+    return {"gpu": "gpu", "tpu": "tpu"}.get(jax.default_backend(), "cpu")

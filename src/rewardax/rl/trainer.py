@@ -1,0 +1,279 @@
+"""The host loop around the shared training step: run directory, logs, checkpoints, evaluation videos.
+
+    summary = train(presets()["smoke"])
+
+- The run directory holds config.json (with the git revision), metrics.jsonl, TensorBoard events (tb/),
+  orbax checkpoints (checkpoints/, the last few kept, written asynchronously) and evaluation videos.
+- Resuming is exact: the checkpoint holds the agent, optimiser, normalisers, keys and every env's
+  physics state, so an interrupted run continued from its checkpoint takes the same steps as one that
+  never stopped. A run directory written with a different config is refused, and nothing is overwritten.
+- SIGTERM/SIGINT (preemptible TPU VMs, Ctrl-C) finish the current iteration, save, and return normally.
+- A non-finite loss or parameter stops the run with `TrainingDiverged`; the bad state is not saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import pathlib
+import signal
+import subprocess
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from brax.envs.base import Env
+from tqdm import tqdm
+
+import rewardax.envs as envs
+from rewardax import distributed
+from rewardax.rewards import ClipReward, OracleReward
+from rewardax.rewards.clip import check_alpha
+from rewardax.rl import step as rl_step
+from rewardax.rl.config import RESUMABLE_CHANGES, TrainConfig
+from rewardax.rl.networks import env_action
+
+
+VIDEO_MIN_SIZE = 160  # evaluation videos are enlarged to at least this width to stay legible
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or parameter became NaN or infinite."""
+
+
+def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progress: bool = True,
+          callback: Callable[[int, dict], None] | None = None) -> dict:
+    """Train (or resume) as ``config`` says; ``env``/``reward`` override the ones the config names.
+
+    ``callback(iteration, metrics)`` runs on the host after every iteration (custom logging, early stops by
+    raising a signal). Returns a summary: run directory, iterations done, last metrics, why it stopped.
+    """
+    if config.distributed:
+        distributed.initialize()
+    mesh = rl_step.mesh()
+    # Validate everything before touching the disk.
+    env = envs.make(config.task, look=config.look) if env is None else env
+    rl_step.check_num_envs(config.num_envs, mesh)
+    check_alpha(config.alpha)
+    run_dir = _run_dir(config)
+    main = jax.process_index() == 0
+    if main:
+        _write_config(run_dir, config)
+    # Placed on every device once, instead of being copied there by every step.
+    reward = distributed.replicate(_reward(config, env, run_dir) if reward is None else reward, mesh)
+
+    total_updates = config.iterations * config.ppo.epochs * config.ppo.minibatches
+    state, batch = rl_step.init(env, jax.random.PRNGKey(config.seed), config.ppo, config.num_envs, total_updates, mesh)
+    manager = ocp.CheckpointManager(
+        (run_dir / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+    start = 0
+    if config.resume and manager.latest_step() is not None:
+        start = manager.latest_step()
+        state, batch = _restore(manager, start, (state, batch))
+    train_step = rl_step.make_train_step(env, config.ppo, config.num_envs, total_updates, config.frame_size,
+                                         config.scale_reward, mesh)
+    evaluate = _evaluator(env, config) if main and getattr(env, "mj_model", None) is not None else None
+
+    def save(iteration):
+        manager.save(iteration, args=ocp.args.StandardSave(_saveable((state, batch))))
+
+    env_steps_per_iteration = config.num_envs * config.ppo.num_steps
+    stop_reason, metrics = "finished", {}
+    with _Logger(run_dir, config, enabled=main) as log, _StopOnSignal() as signals, \
+            tqdm(total=config.iterations, initial=start, disable=not (progress and main), unit="it",
+                 desc=f"{config.task}") as bar:
+        iteration = start
+        while iteration < config.iterations:
+            began = time.perf_counter()
+            new_state, new_batch, metrics = train_step(state, batch, reward)
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if not all(math.isfinite(v) for v in metrics.values()):
+                bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+                manager.wait_until_finished()
+                raise TrainingDiverged(
+                    f"iteration {iteration + 1}: non-finite {', '.join(bad)}; the run stopped and the last good "
+                    f"checkpoint (iteration {manager.latest_step()}) in {run_dir / 'checkpoints'} is kept. Lower "
+                    f"the learning rate or check the reward model's outputs.")
+            state, batch, iteration = new_state, new_batch, iteration + 1
+            seconds = time.perf_counter() - began
+            metrics.update(iteration=iteration, env_steps=iteration * env_steps_per_iteration,
+                           env_steps_per_s=env_steps_per_iteration / seconds)
+            log.scalars(metrics)
+            if callback is not None:
+                callback(iteration, metrics)
+            bar.update(1)
+            bar.set_postfix({"steps/s": f"{metrics['env_steps_per_s']:.0f}", "reward": f"{metrics['reward']:.4g}",
+                             **({"success": f"{metrics['oracle/success']:.2f}"} if "oracle/success" in metrics
+                                else {})})
+            if signals.received:
+                stop_reason = f"signal {signals.received}"
+                break
+            if iteration % config.checkpoint_every == 0:
+                save(iteration)
+            if evaluate and config.eval_every and iteration % config.eval_every == 0:
+                evaluate(state, reward, run_dir, iteration)
+        if manager.latest_step() != iteration:
+            save(iteration)
+        manager.wait_until_finished()
+        if evaluate and stop_reason == "finished":
+            evaluate(state, reward, run_dir, iteration)
+    return {"run_dir": str(run_dir), "iterations": iteration, "stopped": stop_reason, "metrics": metrics}
+
+
+def _saveable(tree) -> dict:
+    """The non-empty leaves of ``tree`` by position (orbax cannot store zero-size arrays, and MJX data has
+    some, e.g. ``act`` for a model without activations)."""
+    return {str(i): leaf for i, leaf in enumerate(jax.tree.leaves(tree)) if np.size(leaf)}
+
+
+def _restore(manager: ocp.CheckpointManager, step: int, template):
+    """``template`` (a freshly initialised state: shapes, dtypes, shardings) filled from checkpoint ``step``."""
+    saved = manager.restore(step, args=ocp.args.StandardRestore(_saveable(template)))
+    leaves, treedef = jax.tree.flatten(template)
+    return jax.tree.unflatten(treedef, [saved.get(str(i), leaf) for i, leaf in enumerate(leaves)])
+
+
+def _run_dir(config: TrainConfig) -> pathlib.Path:
+    if config.run_dir:
+        return pathlib.Path(config.run_dir)
+    return pathlib.Path("runs") / f"{config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _comparable(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+
+
+def _write_config(run_dir: pathlib.Path, config: TrainConfig) -> None:
+    """config.json with the git revision; refuse a run directory written with a different config."""
+    path = run_dir / "config.json"
+    resolved = json.loads(json.dumps(dataclasses.asdict(config)))
+    if path.exists():
+        saved = json.loads(path.read_text())["config"]
+        changed = sorted(k for k in set(_comparable(saved)) | set(_comparable(resolved))
+                         if saved.get(k) != resolved.get(k))
+        if changed:
+            raise ValueError(f"{run_dir} holds a run with a different config ({', '.join(changed)} differ); "
+                             f"choose another --run-dir or resume with the same settings. Nothing was changed.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": resolved, "git_revision": _git_revision(),
+                                "devices": jax.device_count(), "backend": jax.default_backend()}, indent=2))
+
+
+def _git_revision() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=pathlib.Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _reward(config: TrainConfig, env, run_dir: pathlib.Path):
+    if config.reward == "oracle":
+        return OracleReward(env.task)
+    from rewardax.models import load_clip, write_random_clip
+
+    source = config.clip
+    if source == "random":  # deterministic (seed 0), so a resumed smoke run scores frames the same way
+        source = write_random_clip(run_dir / "tiny-random-clip")
+    model, tokenizer = load_clip(source, jnp.bfloat16 if config.clip_bfloat16 else jnp.float32)
+    return ClipReward.create(model, tokenizer, env.task.goal, env.task.baseline, config.alpha)
+
+
+class _StopOnSignal:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each iteration."""
+
+    def __enter__(self):
+        self.received = None
+        self._previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class _Logger:
+    """metrics.jsonl, TensorBoard and (optionally) Weights & Biases, on the main process only."""
+
+    def __init__(self, run_dir: pathlib.Path, config: TrainConfig, enabled: bool):
+        self.run_dir, self.config, self.enabled = run_dir, config, enabled
+
+    def __enter__(self):
+        if self.enabled:
+            from tensorboardX import SummaryWriter
+
+            self.jsonl = open(self.run_dir / "metrics.jsonl", "a")
+            self.tensorboard = SummaryWriter(str(self.run_dir / "tb"))
+            self.wandb = None
+            if self.config.wandb:
+                import wandb
+
+                self.wandb = wandb.init(project="rewardax", dir=str(self.run_dir),
+                                        config=dataclasses.asdict(self.config), resume="allow")
+        return self
+
+    def scalars(self, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        step = int(metrics["iteration"])
+        self.jsonl.write(json.dumps(metrics) + "\n")
+        self.jsonl.flush()
+        for name, value in metrics.items():
+            self.tensorboard.add_scalar(name, value, step)
+        if self.wandb is not None:
+            self.wandb.log(metrics, step=step)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.jsonl.close()
+            self.tensorboard.close()
+            if self.wandb is not None:
+                self.wandb.finish()
+
+
+def _evaluator(env, config: TrainConfig):
+    """One deterministic episode (the policy's mean action) rendered at frame_size: mp4 + PNG strip."""
+    from rewardax.eval.video import episode_video, frame_strip
+
+    agent, _ = rl_step.agent_for(env, config.ppo, jax.random.PRNGKey(0))
+    ctrl_range = jnp.asarray(env.mj_model.actuator_ctrlrange, jnp.float32)
+    render = env.renderer(config.frame_size, config.frame_size)
+
+    @jax.jit
+    def episode(params, obs_stats, reward, key):
+        def one_step(state, _):
+            mean, _ = agent.distribution(params, obs_stats.normalize(state.obs)[None])
+            state = env.step(state, env_action(mean[0], ctrl_range))
+            batch = jax.tree.map(lambda x: x[None], state)
+            frames = render(batch.pipeline_state).rgb
+            value, _ = reward(frames if reward.needs_frames else None, batch)
+            return state, (frames[0], value[0], state.metrics["success"])
+
+        _, out = jax.lax.scan(one_step, env.reset(key), length=env.episode_length)
+        return out
+
+    def evaluate(state, reward, run_dir, iteration):
+        params, obs_stats = jax.device_get((state.params, state.obs_stats))
+        frames, rewards, success = jax.device_get(episode(params, obs_stats, reward, jax.random.PRNGKey(iteration)))
+        frames, rewards, success = np.asarray(frames), np.asarray(rewards), np.asarray(success)
+        enlarge = -(-VIDEO_MIN_SIZE // frames.shape[2])  # small training frames: nearest-neighbour zoom
+        frames = frames.repeat(enlarge, axis=1).repeat(enlarge, axis=2)
+        videos = run_dir / "videos"
+        title = f"{config.task} · iteration {iteration}"
+        episode_video(frames, rewards, success, videos / f"iteration_{iteration:06d}.mp4", fps=round(1 / env.dt),
+                      title=title)
+        frame_strip(frames, videos / f"iteration_{iteration:06d}.png", rewards=rewards)
+
+    return evaluate

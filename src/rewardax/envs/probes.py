@@ -112,7 +112,7 @@ class TimeLimit(Probe):
         return _state((state.obs + 1.0) % self.episode_length, 1.0, 0.0)
 
 
-class Reach(Env):
+class Reach(Probe):
     """A small control task with its true reward (not a probe with a closed-form answer).
 
     A point on a line starts at a random position and must move to a random target, both uniform in
@@ -126,14 +126,6 @@ class Reach(Env):
     @property
     def observation_size(self) -> int:
         return 2
-
-    @property
-    def action_size(self) -> int:
-        return 1
-
-    @property
-    def backend(self) -> str:
-        return "jax"
 
     def reset(self, rng: jax.Array) -> State:
         return _state(jax.random.uniform(rng, (2,), minval=-1.0, maxval=1.0))

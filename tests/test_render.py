@@ -247,3 +247,28 @@ def test_batch_matches_single_frames(primitives):
         single = renderer(d0, cam)  # eager: rounding may differ from the compiled batch by one level
         np.testing.assert_allclose(np.asarray(frames.rgb[i], int), np.asarray(single.rgb, int), atol=1)
         np.testing.assert_array_equal(np.asarray(frames.segmentation[i]), np.asarray(single.segmentation))
+
+
+def test_image_textures_stored_in_the_model_are_drawn_texel_for_texel():
+    """A plane with a 2×2 image texture (red, green / blue, white), one repeat per metre, lit by pure ambient
+    light: looking straight down at one square metre shows exactly the four texel colours, a quarter each."""
+    spec = mujoco.MjSpec()
+    spec.visual.headlight.active = 0
+    texels = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [255, 255, 255]]], np.uint8)
+    spec.add_texture(name="image", type=mujoco.mjtTexture.mjTEXTURE_2D, width=2, height=2, nchannel=3,
+                     data=texels.ravel().tolist())
+    material = spec.add_material(name="image", texuniform=True, texrepeat=[1, 1])
+    material.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "image"
+    spec.worldbody.add_light(type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, dir=[0, 0, -1], ambient=[1, 1, 1],
+                             diffuse=[0, 0, 0], specular=[0, 0, 0])
+    spec.worldbody.add_geom(type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 1], material="image")
+    model = spec.compile()
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    # fovy chosen so the 32-pixel image spans exactly the square [0, 1]² of the floor from 2 m up
+    camera = FreeCamera(distance=2.0, lookat=(0.5, 0.5, 0.0), elevation=-90.0, azimuth=90.0,
+                        fovy=float(2 * np.degrees(np.arctan(0.25)))).at()
+    rgb = np.asarray(jax.jit(Renderer(model, 32, 32))(mjx.put_data(model, data), camera).rgb)
+    colours, counts = np.unique(rgb.reshape(-1, 3), axis=0, return_counts=True)
+    assert {tuple(c) for c in colours} == {tuple(t) for t in texels.reshape(-1, 3)}
+    np.testing.assert_array_equal(counts, [256] * 4)

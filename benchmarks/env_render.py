@@ -13,19 +13,23 @@ is a lower bound) and one rendered frame (exact: the renderer has no loops).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import tyro
-from mujoco import mjx
 
-import rewardax.envs as envs
-from rewardax.render import primary_rays
+with contextlib.redirect_stdout(sys.stderr):  # mujoco.mjx prints "Failed to import warp" to stdout: keep it JSON
+    from mujoco import mjx
+
+    import rewardax.envs as envs
+    from rewardax.render import primary_rays
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ from flax import struct
 from rewardax.envs import probes
 from rewardax.rewards import EnvReward
 from rewardax.rl import PPOConfig
-from rewardax.rl.config import TrainConfig
+from rewardax.rl.config import TrainConfig, presets
 from rewardax.rl.trainer import TrainingDiverged, train
 
 CONFIG = TrainConfig(reward="oracle", num_envs=8, iterations=4, checkpoint_every=2, eval_every=0,
@@ -106,6 +106,8 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
         reach(dataclasses.replace(CONFIG, num_envs=6), tmp_path / "run")
     with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
         reach(dataclasses.replace(CONFIG, alpha=2.0), tmp_path / "run")
+    with pytest.raises(ValueError, match="must divide ppo.num_steps=8"):
+        reach(dataclasses.replace(CONFIG, ppo=dataclasses.replace(CONFIG.ppo, minibatches=3)), tmp_path / "run")
     with pytest.raises(ValueError, match="unknown env 'cartwheel'"):
         train(dataclasses.replace(CONFIG, task="cartwheel", run_dir=str(tmp_path / "run")), progress=False)
     assert not (tmp_path / "run").exists()
@@ -135,3 +137,11 @@ def test_sigterm_from_outside_saves_and_exits_zero(tmp_path):
     assert worker.returncode == 0, err[-2000:]
     stopped_at = int(out.split("STOPPED signal SIGTERM ")[1].split()[0])
     assert restored_params(tmp_path)[0] == stopped_at >= 2
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", "tpu", "paper"])
+def test_every_preset_is_a_consistent_config(name):
+    config = presets()[name]
+    assert config.num_envs % jax.device_count() == 0
+    assert config.ppo.num_steps % config.ppo.minibatches == 0
+    assert 0.0 <= config.alpha <= 1.0 and config.task == "splits"

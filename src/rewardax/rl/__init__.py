@@ -1,13 +1,14 @@
 """Reinforcement learning: networks, running normalisation, rollout, GAE and PPO, as pure JAX functions.
 
-One iteration (inside `jit`, or `shard_map` with ``axis_name`` for data parallelism):
+The pieces of one iteration (`rewardax.rl.step` assembles them into the data-parallel training step, and
+`rewardax.rl.trainer` runs that step with checkpoints and logs):
 
     agent, params = init_actor_critic(key, obs_size, action_size, config.hidden_sizes, config.activation)
     optimizer = make_optimizer(config, total_updates)
-    carry = init_carry(env, key, num_envs)
+    carry = init_carry(env, key, num_envs)          # per-env keys, reset envs, observation statistics
     ...
     carry, transitions = rollout(env, partial(agent.act, params), partial(agent.value, params), reward_fn,
-                                 carry, key, config.num_steps, env.episode_length)
+                                 carry, config.num_steps, env.episode_length)
     batch = make_batch(transitions, transitions.reward, config)
     params, opt_state, metrics = update(agent, optimizer, params, opt_state, batch, key, config)
 """

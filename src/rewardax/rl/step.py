@@ -148,7 +148,7 @@ def make_train_step(env: Env, config: PPOConfig, num_envs: int, total_updates: i
                    "episode_end": transitions.episode_end.mean(),
                    **{k: v.mean() for k, v in transitions.metrics.items()}}
         # param_norm is NaN/inf as soon as any parameter is: the trainer's divergence check reads it.
-        metrics = {**jax.lax.pmean(metrics, AXIS), **losses, "param_norm": optax.global_norm(params)}
+        metrics = {**jax.lax.pmean(metrics, AXIS), **losses, "param_norm": optax.tree.norm(params)}
         state = state.replace(params=params, opt_state=opt_state, obs_stats=carry.obs_stats,
                               return_stats=scaler.stats, key=key, iteration=state.iteration + 1)
         envs = EnvBatch(carry.env_state, carry.steps, carry.keys, scaler.returns)

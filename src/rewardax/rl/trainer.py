@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import math
 import pathlib
@@ -60,6 +61,10 @@ def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progr
     env = envs.make(config.task, look=config.look) if env is None else env
     rl_step.check_num_envs(config.num_envs, mesh)
     check_alpha(config.alpha)
+    if config.ppo.num_steps % config.ppo.minibatches:
+        raise ValueError(f"ppo.minibatches={config.ppo.minibatches} must divide ppo.num_steps={config.ppo.num_steps}")
+    if config.wandb and importlib.util.find_spec("wandb") is None:
+        raise ValueError("--wandb needs the wandb package: pip install wandb (then wandb login)")
     run_dir = _run_dir(config)
     main = jax.process_index() == 0
     if main:

@@ -10,6 +10,7 @@ pose test is reported in ``metrics["success"]`` (for evaluation, never as the tr
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -73,9 +74,9 @@ class Humanoid(Env):
         """Simulated seconds per env step."""
         return self.config.frame_skip * float(self.mj_model.opt.timestep)
 
-    @property
+    @functools.cached_property
     def observation_size(self) -> int:
-        return int(self.observation(mjx.make_data(self.mj_model)).shape[-1])
+        return int(self.observation(mjx.make_data(self.mj_model)).shape[-1])  # built once: a full mjx.Data
 
     @property
     def action_size(self) -> int:

@@ -48,6 +48,7 @@ def test_truncation_as_terminal_reproduces_the_original_vlm_rm_targets():
     # delta_1 = 2 - 1 = 1 (the time limit now counts as terminal)   A_1 = 1,  A_0 = 1 + 0.25 * 1 = 1.25
     inputs = _hand_inputs()
     transitions = rl.Transition(obs=jnp.zeros((3, 1, 1)), action=jnp.zeros((3, 1, 1)), log_prob=jnp.zeros((3, 1)),
+                                valid=jnp.ones((3, 1)),
                                 value=inputs["values"], reward=inputs["rewards"], next_value=inputs["next_values"],
                                 terminated=inputs["terminated"], episode_end=inputs["episode_end"], metrics={})
     config = rl.PPOConfig(gamma=0.5, gae_lambda=0.5)
@@ -201,6 +202,56 @@ def test_rollout_across_devices_shares_observation_statistics_but_not_keys():
     assert len({observations[:, d].tobytes() for d in range(4)}) == 4, "each device should simulate its own envs"
 
 
+class BreaksOnce(probes.Probe):
+    """Observation = steps taken; an env whose reset drew a negative key bit turns NaN at its third step."""
+
+    episode_length = 5
+
+    def reset(self, rng):
+        return probes._state(jnp.stack([jnp.zeros(()), jax.random.bernoulli(rng).astype(jnp.float32)]))
+
+    @property
+    def observation_size(self):
+        return 2
+
+    def step(self, state, action):
+        count = state.obs[0] + 1
+        broken = (count == 3) & (state.obs[1] == 1)
+        return probes._state(jnp.stack([jnp.where(broken, jnp.nan, count), state.obs[1]]), reward=1.0)
+
+
+def test_an_env_that_turns_non_finite_is_reset_and_left_out():
+    carry, transitions = _collect(BreaksOnce(), num_envs=16, num_steps=5, episode_length=5,
+                                  value_fn=lambda obs: jnp.nan_to_num(obs[:, 0]))
+    breaks = np.asarray(transitions.valid == 0)
+    assert breaks[2].sum() >= 3 and breaks.sum() == breaks[2].sum(), "only the third step breaks, in some envs"
+    assert np.isfinite(np.asarray(carry.obs_stats.mean)).all() and np.isfinite(np.asarray(carry.env_state.obs)).all()
+    assert transitions.episode_end[2][breaks[2]].all() and not transitions.terminated.any()
+    np.testing.assert_array_equal(np.asarray(carry.steps)[breaks[2]], 2)  # reset at its third step, 2 since
+    assert (np.asarray(transitions.reward)[breaks] == 0).all() and (np.asarray(transitions.next_value)[breaks] == 0).all()
+    batch = rl.make_batch(transitions, transitions.reward, PROBE_CONFIG)
+    assert np.isfinite(np.asarray(batch.advantage)).all()
+    np.testing.assert_array_equal(np.asarray(batch.advantage)[breaks], 0)
+    # the step before a break bootstraps from its own (finite) next state: a one-step advantage
+    delta = 1.0 + PROBE_CONFIG.gamma * np.asarray(transitions.next_value[1]) - np.asarray(transitions.value[1])
+    np.testing.assert_allclose(np.asarray(batch.advantage[1])[breaks[2]], delta[breaks[2]], rtol=1e-6)
+
+
+def test_the_ppo_loss_ignores_invalid_steps():
+    agent, params = rl.init_actor_critic(jax.random.key(0), 2, 1, (8,))
+    batch = rl.Batch(obs=jax.random.normal(jax.random.key(1), (4, 2)), action=jnp.ones((4, 1)),
+                     log_prob=-jnp.ones(4), value=jnp.zeros(4), advantage=jnp.asarray([1.0, -1.0, 0.5, 0.0]),
+                     target=jnp.ones(4), valid=jnp.asarray([1.0, 1.0, 1.0, 0.0]))
+    poisoned = batch.replace(obs=batch.obs.at[3].set(1e6), advantage=batch.advantage.at[3].set(1e6),
+                             target=batch.target.at[3].set(-1e6))
+    loss, metrics = rl.ppo_loss(params, agent, batch, PROBE_CONFIG)
+    first3 = jax.tree.map(lambda x: x[:3], batch)
+    loss3, metrics3 = rl.ppo_loss(params, agent, first3, PROBE_CONFIG)
+    loss_p, _ = rl.ppo_loss(params, agent, poisoned, PROBE_CONFIG)
+    np.testing.assert_allclose([loss, loss_p], [loss3, loss3], rtol=1e-5)
+    np.testing.assert_allclose(metrics["value_loss"], metrics3["value_loss"], rtol=1e-5)
+
+
 # --- PPO on probe envs -------------------------------------------------------------------------------------
 
 def _train(env, config=PROBE_CONFIG, num_envs=16, iterations=100, seed=0):
@@ -278,18 +329,20 @@ def test_probe_truncation_as_terminal_learns_the_lower_time_dependent_values(tim
 # --- data-parallel update ----------------------------------------------------------------------------------
 
 def test_update_across_devices_equals_one_device_on_the_full_batch():
-    """Shuffled minibatches (2 per epoch) included: the shuffle picks time steps, the same on every device."""
+    """Shuffled minibatches (2 per epoch) included: the shuffle picks time steps, the same on every device.
+    Some steps are invalid (non-finite states), unevenly spread over the devices."""
     config = rl.PPOConfig(epochs=2, minibatches=2, hidden_sizes=(8,), ent_coef=0.01, clip_value_loss=True)
     agent, params = rl.init_actor_critic(jax.random.key(0), 3, 2, config.hidden_sizes)
     optimizer = rl.make_optimizer(config, 10)
     opt_state = optimizer.init(params)
-    keys = iter(jax.random.split(jax.random.key(1), 8))
+    keys = iter(jax.random.split(jax.random.key(1), 9))
     t, n = 4, 8
     batch = rl.Batch(obs=jax.random.normal(next(keys), (t, n, 3)), action=jax.random.normal(next(keys), (t, n, 2)),
                      log_prob=jax.random.normal(next(keys), (t, n)) - 2.0,
                      value=jax.random.normal(next(keys), (t, n)),
                      advantage=jax.random.normal(next(keys), (t, n)) + 0.5,
-                     target=jax.random.normal(next(keys), (t, n)))
+                     target=jax.random.normal(next(keys), (t, n)),
+                     valid=jax.random.bernoulli(next(keys), 0.7, (t, n)).astype(jnp.float32))
     key = next(keys)
 
     def run(params, opt_state, batch, key, axis_name=None):
@@ -307,6 +360,6 @@ def test_update_across_devices_equals_one_device_on_the_full_batch():
 
 def test_update_names_a_batch_that_does_not_split_into_minibatches():
     config = rl.PPOConfig(minibatches=3)
-    batch = rl.Batch(*(jnp.zeros((8, 1)),) * 6)
+    batch = rl.Batch(*(jnp.zeros((8, 1)),) * 7)
     with pytest.raises(ValueError, match="minibatches=3 must divide the 8 time steps"):
         rl.update(None, None, None, None, batch, jax.random.key(0), config)

@@ -34,21 +34,28 @@ class RunningMeanStd:
         """No samples yet (the first `update` replaces mean and var by the batch moments)."""
         return cls(jnp.zeros(shape), jnp.ones(shape), jnp.zeros(()))
 
-    def update(self, batch: jax.Array, axis_name: str | None = None) -> RunningMeanStd:
+    def update(self, batch: jax.Array, axis_name: str | None = None, mask: jax.Array | None = None) -> RunningMeanStd:
         """Fold in ``batch`` (leading axes are samples) by Chan et al.'s parallel combination.
 
-        With ``axis_name`` the batch is the union of every device's ``batch``.
+        With ``axis_name`` the batch is the union of every device's ``batch``; ``mask`` (1/0 per sample) leaves
+        samples out. A batch with no samples leaves the statistics unchanged.
         """
         sample_axes = tuple(range(batch.ndim - self.mean.ndim))
-        batch_count = _psum(jnp.float32(math.prod(batch.shape[:len(sample_axes)])), axis_name)
-        batch_mean = _psum(batch.sum(sample_axes), axis_name) / batch_count
-        batch_var = _psum(((batch - batch_mean) ** 2).sum(sample_axes), axis_name) / batch_count
+        sample_shape = batch.shape[:len(sample_axes)]
+        weight = jnp.ones(sample_shape) if mask is None else mask.astype(jnp.float32)
+        weight = weight.reshape(sample_shape + (1,) * self.mean.ndim)
+        batch_count = _psum(weight.sum(), axis_name)
+        safe_count = jnp.maximum(batch_count, 1.0)
+        batch_mean = _psum((batch * weight).sum(sample_axes), axis_name) / safe_count
+        batch_var = _psum((weight * (batch - batch_mean) ** 2).sum(sample_axes), axis_name) / safe_count
 
         count = self.count + batch_count
+        safe_total = jnp.maximum(count, 1.0)
         delta = batch_mean - self.mean
-        mean = self.mean + delta * batch_count / count
-        sum_sq = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / count
-        return RunningMeanStd(mean, sum_sq / count, count)
+        mean = self.mean + delta * batch_count / safe_total
+        sum_sq = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / safe_total
+        var = jnp.where(count > 0, sum_sq / safe_total, self.var)
+        return RunningMeanStd(mean, var, count)
 
     def normalize(self, x: jax.Array, clip: float = 10.0) -> jax.Array:
         """``x`` standardised by the running moments and clipped to ``[-clip, clip]``."""
@@ -74,10 +81,11 @@ class RewardScaler:
         return cls(jnp.zeros(num_envs), RunningMeanStd.create())
 
     def update(self, reward: jax.Array, episode_end: jax.Array, gamma: float,
-               axis_name: str | None = None) -> RewardScaler:
-        """Accumulate one step's [num_envs] rewards, record the returns, restart ended episodes."""
+               axis_name: str | None = None, valid: jax.Array | None = None) -> RewardScaler:
+        """Accumulate one step's [num_envs] rewards, record the returns of the ``valid`` envs, restart ended
+        episodes."""
         returns = self.returns * gamma + reward
-        stats = self.stats.update(returns, axis_name)
+        stats = self.stats.update(returns, axis_name, valid)
         return RewardScaler(jnp.where(episode_end, 0.0, returns), stats)
 
     def scale(self, reward: jax.Array) -> jax.Array:
@@ -85,16 +93,21 @@ class RewardScaler:
 
 
 def scale_rewards(scaler: RewardScaler, rewards: jax.Array, episode_end: jax.Array, gamma: float,
-                  axis_name: str | None = None) -> tuple[RewardScaler, jax.Array]:
+                  axis_name: str | None = None, valid: jax.Array | None = None) -> tuple[RewardScaler, jax.Array]:
     """Update ``scaler`` with a rollout's [T, B] rewards, then scale them all by the updated return std.
+
+    ``valid`` ([T, B], 1/0) leaves the returns of invalid steps out of the statistics.
 
     Scaling the whole rollout by its final statistics (rather than each step by the statistics so far, as
     VecNormalize does) keeps the first rollout of a run from being divided by the near-zero spread of a
     handful of one-step returns.
     """
 
-    def one_step(scaler, step):
-        return scaler.update(*step, gamma, axis_name), None
+    valid = jnp.ones_like(rewards) if valid is None else valid
 
-    scaler, _ = jax.lax.scan(one_step, scaler, (rewards, episode_end))
+    def one_step(scaler, step):
+        reward, end, ok = step
+        return scaler.update(reward, end, gamma, axis_name, ok), None
+
+    scaler, _ = jax.lax.scan(one_step, scaler, (rewards, episode_end, valid))
     return scaler, scaler.scale(rewards)

@@ -84,57 +84,76 @@ class Batch:
     advantage: jax.Array
     target: jax.Array
     """Value target: advantage + value."""
+    valid: jax.Array
+    """1.0 for a real step, 0.0 for one that reached a non-finite state (left out of the loss)."""
 
 
 def make_batch(transitions: Transition, rewards: jax.Array, config: PPOConfig) -> Batch:
-    """GAE over the [T, B] ``transitions`` with ``rewards`` (raw or scaled)."""
+    """GAE over the [T, B] ``transitions`` with ``rewards`` (raw or scaled).
+
+    An invalid step gets advantage 0 and target = its own value (its reward is set to its value and it ends
+    without bootstrap), so the step before it bootstraps from the last finite state as at a truncation.
+    """
+    invalid = transitions.valid == 0
     terminated = transitions.episode_end if config.truncation_as_terminal else transitions.terminated
-    advantage, target = gae(rewards, transitions.value, transitions.next_value, terminated,
+    rewards = jnp.where(invalid, transitions.value, rewards)
+    advantage, target = gae(rewards, transitions.value, transitions.next_value, terminated | invalid,
                             transitions.episode_end, config.gamma, config.gae_lambda)
-    return Batch(transitions.obs, transitions.action, transitions.log_prob, transitions.value, advantage, target)
+    return Batch(transitions.obs, transitions.action, transitions.log_prob, transitions.value, advantage, target,
+                 transitions.valid)
 
 
-def _global_mean(x: jax.Array, axis_name: str | None) -> jax.Array:
-    """Mean over every element on every device (equal shard sizes)."""
-    mean = x.mean()
-    return mean if axis_name is None else jax.lax.pmean(mean, axis_name)
+def _global_mean(x: jax.Array, weight: jax.Array, axis_name: str | None) -> jax.Array:
+    """Mean of ``x`` weighted by ``weight`` over every element on every device."""
+    sums = jnp.stack([(x * weight).sum(), weight.sum()])
+    sums = sums if axis_name is None else jax.lax.psum(sums, axis_name)
+    return sums[0] / jnp.maximum(sums[1], 1.0)
 
 
 def ppo_loss(params: Params, agent: ActorCritic, batch: Batch, config: PPOConfig,
              axis_name: str | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Clipped surrogate + vf_coef · value loss − ent_coef · entropy, and diagnostics.
 
-    With ``axis_name``, advantages are standardised with the moments of the whole cross-device minibatch,
-    so the data-parallel gradient equals the single-device one.
+    Every term is a mean over the valid steps only (``batch.valid``). With ``axis_name``, the means and the
+    advantage moments are taken over the whole cross-device minibatch, and the loss is the device's share of
+    the global mean, so the data-parallel gradient (averaged over devices) equals the single-device one.
     """
+    valid = batch.valid
+    devices = 1 if axis_name is None else jax.lax.psum(1, axis_name)
+    count = valid.sum() if axis_name is None else jax.lax.psum(valid.sum(), axis_name)
+    share = devices / jnp.maximum(count, 1.0)  # sum(x * valid) * share: this device's part of the global mean
+
+    def mean(x):
+        return (x * valid).sum() * share
+
     advantage = batch.advantage
     if config.normalise_advantages:
-        mean = _global_mean(advantage, axis_name)
-        std = jnp.sqrt(_global_mean((advantage - mean) ** 2, axis_name))
-        advantage = (advantage - mean) / (std + 1e-8)
+        centre = _global_mean(advantage, valid, axis_name)
+        std = jnp.sqrt(_global_mean((advantage - centre) ** 2, valid, axis_name))
+        advantage = (advantage - centre) / (std + 1e-8)
 
     mean_action, log_std = agent.distribution(params, batch.obs)
     log_ratio = gaussian_log_prob(mean_action, log_std, batch.action) - batch.log_prob
     ratio = jnp.exp(log_ratio)
     clipped_ratio = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
-    policy_loss = -jnp.minimum(ratio * advantage, clipped_ratio * advantage).mean()
+    policy_loss = mean(-jnp.minimum(ratio * advantage, clipped_ratio * advantage))
 
     value = agent.value(params, batch.obs)
     value_error = (value - batch.target) ** 2
     if config.clip_value_loss:
         clipped_value = batch.value + jnp.clip(value - batch.value, -config.clip_eps, config.clip_eps)
         value_error = jnp.maximum(value_error, (clipped_value - batch.target) ** 2)
-    value_loss = 0.5 * value_error.mean()
+    value_loss = 0.5 * mean(value_error)
 
-    entropy = gaussian_entropy(log_std).mean()
+    entropy = mean(gaussian_entropy(log_std))
     loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
     metrics = {
         "loss": loss,
         "policy_loss": policy_loss,
         "value_loss": value_loss,
         "entropy": entropy,
-        "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
-        "clip_fraction": (jnp.abs(ratio - 1.0) > config.clip_eps).mean(),
+        "approx_kl": mean((ratio - 1.0) - log_ratio),
+        "clip_fraction": mean(jnp.abs(ratio - 1.0) > config.clip_eps),
     }
     return loss, metrics
 

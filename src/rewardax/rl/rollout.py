@@ -8,6 +8,11 @@ ended env gets a fresh reset with its own key, and the value of the state it end
 Randomness is per env: every env carries its own key, derived from the run's key and the env's global
 index, so a run gives the same trajectories whether its envs sit on one device or are split over many.
 
+A guard keeps one broken simulation from ending a run of thousands: an env whose state turns non-finite
+(NaN or inf in its observation or physics state) is reset on the spot, and its step is marked invalid
+(``valid = 0``): PPO, the reward statistics and the metrics leave it out, and the trainer logs how often it
+happened (``env/non_finite_resets``).
+
 The rollout knows neither PPO nor the reward model: it calls ``policy_fn``, ``value_fn`` and ``reward_fn``.
 """
 
@@ -62,7 +67,9 @@ class Transition:
     terminated: jax.Array
     """The env ended the episode (``done``): no value beyond this step."""
     episode_end: jax.Array
-    """Terminated or truncated at the time limit; the env was reset after this step."""
+    """Terminated, truncated at the time limit, or invalid; the env was reset after this step."""
+    valid: jax.Array
+    """1.0, or 0.0 where the step reached a non-finite state (its reward, values and metrics are zeroed)."""
     metrics: dict[str, jax.Array]
     """Metrics from ``reward_fn``."""
 
@@ -102,6 +109,13 @@ def _device_varying(tree, axis_name: str | None):
     return jax.tree.map(cast, tree)
 
 
+def finite_envs(state: State) -> jax.Array:
+    """[B] whether each env's observation and physics state (qpos, qvel when it has them) are all finite."""
+    parts = [state.obs] + [getattr(state.pipeline_state, name) for name in ("qpos", "qvel")
+                            if hasattr(state.pipeline_state, name)]
+    return jnp.stack([jnp.isfinite(x.reshape(x.shape[0], -1)).all(-1) for x in parts]).all(0)
+
+
 def _where(mask: jax.Array, on_true, on_false):
     """Per-env select over two batched pytrees."""
     return jax.tree.map(lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b),
@@ -125,19 +139,23 @@ def rollout(env: Env, policy_fn: PolicyFn, value_fn: ValueFn, reward_fn: RewardF
         value = value_fn(obs)
 
         reached = _device_varying(step(carry.env_state, env_action), axis_name)
+        valid = finite_envs(reached)
         reward, metrics = reward_fn(reached)
+        reward = jnp.where(valid, reward, 0.0)
+        metrics = {name: jnp.where(valid, value, 0.0) for name, value in metrics.items()}
         steps = carry.steps + 1
-        terminated = reached.done.astype(bool)
-        episode_end = terminated | (steps >= episode_length)
+        terminated = reached.done.astype(bool) & valid
+        episode_end = terminated | (steps >= episode_length) | ~valid
 
         env_state = jax.lax.cond(
             episode_end.any(),
             lambda: _where(episode_end, reset(reset_keys), reached),
             lambda: reached)
         obs_stats = carry.obs_stats.update(env_state.obs, axis_name)
-        next_value = value_fn(obs_stats.normalize(reached.obs))
+        next_value = jnp.where(valid, value_fn(obs_stats.normalize(reached.obs)), 0.0)
 
-        transition = Transition(obs, action, log_prob, value, reward, next_value, terminated, episode_end, metrics)
+        transition = Transition(obs, action, log_prob, value, reward, next_value, terminated, episode_end,
+                                valid.astype(jnp.float32), metrics)
         return RolloutCarry(env_state, jnp.where(episode_end, 0, steps), keys, obs_stats), transition
 
     carry = carry.replace(env_state=_device_varying(carry.env_state, axis_name),

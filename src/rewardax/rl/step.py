@@ -138,17 +138,21 @@ def make_train_step(env: Env, config: PPOConfig, num_envs: int, total_updates: i
             reward_fn(env, reward, frame_size), carry, config.num_steps, env.episode_length, axis_name=AXIS)
         scaler = RewardScaler(envs.returns, state.return_stats)
         if scale_reward:
-            scaler, rewards = scale_rewards(scaler, transitions.reward, transitions.episode_end, config.gamma, AXIS)
+            scaler, rewards = scale_rewards(scaler, transitions.reward, transitions.episode_end, config.gamma, AXIS,
+                                            transitions.valid)
         else:
             rewards = transitions.reward
         key, update_key = jax.random.split(state.key)
         params, opt_state, losses = update(agent, optimizer, state.params, state.opt_state,
                                            make_batch(transitions, rewards, config), update_key, config, AXIS)
-        metrics = {"reward": transitions.reward.mean(), "scaled_reward": rewards.mean(),
-                   "episode_end": transitions.episode_end.mean(),
-                   **{k: v.mean() for k, v in transitions.metrics.items()}}
+        valid = transitions.valid
+        step_means = {"reward": transitions.reward, "scaled_reward": rewards, "episode_end": transitions.episode_end,
+                      **transitions.metrics}
+        sums = jax.lax.psum({"valid": valid.sum(), **{k: (v * valid).sum() for k, v in step_means.items()}}, AXIS)
+        metrics = {k: sums[k] / jnp.maximum(sums["valid"], 1.0) for k in step_means}
+        metrics["env/non_finite_resets"] = jax.lax.psum(valid.size, AXIS) - sums["valid"]
         # param_norm is NaN/inf as soon as any parameter is: the trainer's divergence check reads it.
-        metrics = {**jax.lax.pmean(metrics, AXIS), **losses, "param_norm": optax.tree.norm(params)}
+        metrics = {**metrics, **losses, "param_norm": optax.tree.norm(params)}
         state = state.replace(params=params, opt_state=opt_state, obs_stats=carry.obs_stats,
                               return_stats=scaler.stats, key=key, iteration=state.iteration + 1)
         envs = EnvBatch(carry.env_state, carry.steps, carry.keys, scaler.returns)

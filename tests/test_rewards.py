@@ -1,4 +1,4 @@
-"""Rewards: the goal–baseline formula on toy embeddings, the CLIP reward end to end, the oracle reward."""
+"""Rewards: the goal–baseline formula on toy embeddings, the CLIP reward end to end, the oracle and dense rewards."""
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,7 @@ from brax.envs.base import State
 import rewardax.envs as envs
 from rewardax.envs.tasks import pose_data
 from rewardax.models import l2_normalize, load_clip, write_random_clip
-from rewardax.rewards import ClipReward, OracleReward, clip_reward, goal_baseline_reward
+from rewardax.rewards import ClipReward, DenseReward, OracleReward, clip_reward, goal_baseline_reward
 
 G, B, S = np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, 1.0])
 
@@ -106,3 +106,22 @@ def test_oracle_reward_is_the_task_success_test():
     value, metrics = OracleReward(task)(None, State(batch, None, None, None))
     np.testing.assert_array_equal(value, [1.0, 0.0])
     assert OracleReward.needs_frames is False and ClipReward.needs_frames is True
+
+
+def test_oracle_reward_also_reports_the_dense_value():
+    task = envs.get_task("kneeling")
+    data = pose_data("standing")
+    _, metrics = OracleReward(task)(None, State(data, None, None, None))
+    assert float(metrics["oracle/dense"]) == pytest.approx(float(task.dense(data)))
+    assert 0 < float(metrics["oracle/dense"]) < 1 and float(metrics["oracle/success"]) == 0
+
+
+def test_dense_reward_scores_reset_states_inside_jit():
+    env = envs.make("kneeling")
+    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 4))
+    value, metrics = jax.jit(lambda r, s: r(None, s))(DenseReward(env.task), states)
+    assert value.shape == (4,) and ((value >= 0) & (value <= 1)).all()
+    assert (value < 1).all()  # the reset pose stands: not kneeling
+    np.testing.assert_array_equal(value, metrics["oracle/dense"])
+    np.testing.assert_array_equal(metrics["oracle/success"], states.metrics["success"])
+    assert DenseReward.needs_frames is False

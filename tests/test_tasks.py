@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from mujoco import mjx
 
+from rewardax.envs import tasks
 from rewardax.envs.model import humanoid_model
-from rewardax.envs.tasks import TASKS, get_task, pose_data
+from rewardax.envs.tasks import TASKS, get_task, pose_data, tolerance
 
 NAMES = tuple(TASKS)
 
@@ -153,3 +154,116 @@ def test_random_actions_are_mostly_judged_failing():
     limits = {name: 0.10 if name in ("kneeling", "one_leg") else 0.01 for name in NAMES}
     too_often = {name: rate for name, rate in rates.items() if rate >= limits[name]}
     assert not too_often, f"oracles firing too often on random actions: {too_often} (all rates: {rates})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The dense reward: margins, their tolerance and its agreement with the oracle.
+
+
+def _random_poses(model, per_pose=125, uniform=1000, seed=0):
+    """Positions (the oracles' fields, stacked) of ``per_pose`` jittered copies of each canonical pose (joint
+    noise 0.08 rad, root turned ~0.16 rad, ±5 cm height) and ``uniform`` poses with every hinge uniform in its
+    range and the root at 0.3-1.4 m, turned any way."""
+    rng = np.random.default_rng(seed)
+    hinge = [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
+    lo, hi = model.jnt_range[hinge].T
+    adr = model.jnt_qposadr[hinge]
+    data = mujoco.MjData(model)
+    frames = {"xpos": [], "xmat": [], "geom_xpos": []}
+
+    def add(qpos):
+        data.qpos[:] = qpos
+        mujoco.mj_forward(model, data)
+        for field, frame in frames.items():
+            frame.append(getattr(data, field).copy())
+
+    for name in NAMES:
+        for _ in range(per_pose):
+            qpos = np.array(TASKS[name].pose)
+            qpos[adr] = np.clip(qpos[adr] + rng.normal(0, 0.08, len(adr)), lo, hi)
+            qpos[2] += rng.uniform(-0.05, 0.05)
+            qpos[3:7] = _unit(np.concatenate([[1.0], rng.normal(0, 0.05, 3)]))
+            add(qpos)
+    for _ in range(uniform):
+        qpos = np.array(model.qpos0)
+        qpos[adr] = rng.uniform(lo, hi)
+        qpos[2] = rng.uniform(0.3, 1.4)
+        qpos[3:7] = _unit(rng.normal(size=4))
+        add(qpos)
+    return types.SimpleNamespace(**{k: np.stack(v) for k, v in frames.items()})
+
+
+def _unit(v):
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture(scope="module")
+def random_poses(model):
+    return _random_poses(model)
+
+
+def test_dense_is_one_exactly_where_the_oracle_passes(random_poses):
+    for name, task in TASKS.items():
+        success, dense = np.asarray(task.success(random_poses)), np.asarray(task.dense(random_poses))
+        assert success.shape == dense.shape == (2000,)
+        assert 20 <= success.sum() <= 1980, (name, success.sum())  # both verdicts are well represented
+        np.testing.assert_array_equal(success, dense == 1, err_msg=name)
+        assert ((dense > 0) & (dense <= 1)).all(), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dense_is_one_on_its_own_pose_only(name):
+    dense = np.array([float(TASKS[name].dense(pose_data(other))) for other in NAMES])
+    own = NAMES.index(name)
+    assert dense[own] == 1.0
+    assert (np.delete(dense, own) < 1).all(), dict(zip(NAMES, dense))
+
+
+def test_tolerance_is_one_when_met_and_long_tailed_below():
+    margins = jnp.array([2.0, 0.0, -1.0, -3.0, -1e3])
+    np.testing.assert_allclose(tolerance(margins), [1, 1, 0.5, 0.1, 1 / (1 + 1e6)], rtol=1e-6)
+
+
+def test_head_height_margin_of_the_standing_pose():
+    # The torso is upright at the root height 1.293 m and carries the head 0.19 m above its origin.
+    (margin,) = tasks._head_high(pose_data("standing")).terms
+    assert float(margin) == pytest.approx((1.293 + 0.19 - 1.25) / 0.25, abs=1e-6)  # 0.932
+
+
+def test_dense_of_the_standing_pose_on_arms_raised_is_the_mean_of_its_terms():
+    """Upright, tall and feet down are met (4 terms of 1); each hand misses the head top by (top - hand) m."""
+    data = pose_data("standing")
+    top = data.geom_xpos[tasks._ID.head, 2] + 0.09
+    hands = data.geom_xpos[[tasks._ID.right_hand, tasks._ID.left_hand], 2]
+    expected = (4 + np.sum(1 / (1 + ((hands - top) / 0.2) ** 2))) / 6
+    assert float(TASKS["arms_raised"].dense(data)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_dense_rises_to_one_on_the_way_from_standing_to_kneeling(model):
+    """Along the straight line in qpos from the standing to the kneeling pose, over its last 30%: the dense
+    kneeling reward rises strictly until the oracle passes (near 82%), then stays at 1 (so it is only
+    non-decreasing over the whole segment, with its maximum at the end)."""
+    start, end = np.array(TASKS["standing"].pose), np.array(TASKS["kneeling"].pose)
+    data = mujoco.MjData(model)
+    dense, success = [], []
+    for t in np.linspace(0.7, 1.0, 31):
+        data.qpos[:] = (1 - t) * start + t * end
+        mujoco.mj_forward(model, data)
+        dense.append(float(TASKS["kneeling"].dense(data)))
+        success.append(bool(TASKS["kneeling"].success(data)))
+    dense, success = np.array(dense), np.array(success)
+    assert not success[0] and success[-1] and dense[-1] == dense.max() == 1
+    rising = dense[:-1] < 1
+    assert (np.diff(dense)[rising] > 0).all() and (np.diff(dense)[~rising] == 0).all(), dense
+    np.testing.assert_array_equal(success, dense == 1)
+
+
+def test_dense_agrees_on_mjdata_mjx_and_vmap(model):
+    datas = [pose_data(name, model) for name in NAMES]
+    batch = jax.tree.map(lambda *x: jnp.stack(x), *(mjx.put_data(model, d) for d in datas))
+    for name, task in TASKS.items():
+        on_mjdata = [float(task.dense(d)) for d in datas]
+        on_mjx = jax.jit(jax.vmap(task.dense))(batch)
+        assert on_mjx.shape == (len(NAMES),) and on_mjx.dtype == jnp.float32
+        np.testing.assert_allclose(on_mjx, on_mjdata, rtol=1e-5, err_msg=name)
+        assert on_mjx[NAMES.index(name)] == 1

@@ -5,6 +5,10 @@ criterion a person would accept as "the robot is doing X" (not a fit to one pose
 named sub-tests so it reads like a sentence. They take an `mjx.Data` or a `mujoco.MjData` (any leading
 batch dimensions) and use `jax.numpy` only, so they work under `jit` and `vmap`.
 
+Each sub-test is a margin (how far past its threshold the pose is, in a named scale), so one definition gives
+both the oracle (every margin >= 0) and a dense ground-truth reward in [0, 1] that is 1 exactly when the
+oracle passes, for checking RL without a VLM and for scoring reward models.
+
 Conventions: the humanoid faces +x and its left is +y; heights are world z in metres (the floor is z = 0);
 "forward" and "lateral" are coordinates in the torso's frame (x forward, y to the robot's left, origin at
 the torso body, between the shoulders). Every standing variant requires an upright torso and a high head,
@@ -19,7 +23,9 @@ the pelvis rolled back by the abdomen joint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import operator
 from typing import Callable
 
 import jax.numpy as jnp
@@ -99,6 +105,15 @@ HAND_AT_SIDE = (0.10, 0.30)  # lateral distance range of a hand on the hip, on i
 HAND_NEAR_SIDE = 0.15  # |forward| distance of a hand on the hip from the torso axis
 HAND_ACROSS = 0.03  # a hand is this far past the midline on the other side
 
+# Margin scales: each sub-test's margin is its distance past the threshold divided by one of these, about
+# how far the body part travels toward that threshold, so a margin of -1 means "one move short".
+COS_SCALE = 0.3  # torso axis cosine: from 0.85 to lying flat (0) is ~3 scales
+HEIGHT_SCALE = 0.25  # head, pelvis and knee heights: going from standing to the floor moves them 0.4-0.9 m
+FOOT_SCALE = 0.2  # foot heights: a lifted foot is 0.20 m above resting
+HAND_SCALE = 0.2  # hand positions against the body: the hand-on-hip window is 0.20 m wide, a forearm 0.3 m
+LEG_SPREAD_SCALE = 0.2  # lotus: standing, each foot is 0.09 m from the midline and the knees are 0.20 m apart
+SPLITS_SCALE = 0.5  # the feet go from 0.18 m (standing) to 1.13 m apart
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Points and frames. `data` has xpos [..., nbody, 3], xmat [..., nbody, 3, 3] (MJX) or [..., nbody, 9]
@@ -140,24 +155,97 @@ def _height(point):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Margins and their combinators. A sub-test states one inequality as a margin: the distance past its
+# threshold in units of a scale, >= 0 exactly when the inequality holds. The oracle and the dense reward are
+# both read off the same margins, so they cannot drift apart.
+
+_BELOW_ONE = np.nextafter(np.float32(1), np.float32(0))
+
+
+def tolerance(margin):
+    """1 for a met margin (>= 0), else 1 / (1 + margin²): long-tailed, so that a pose many scales away from
+    the threshold still has a gradient toward it (margin -1 gives 0.5, -3 gives 0.1)."""
+    return jnp.where(margin >= 0, 1.0, 1 / (1 + jnp.square(margin)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Test:
+    """A conjunction of terms, each a margin array or an `_Either`. ``a & b`` joins two conjunctions and
+    ``a | b`` makes their disjunction a single term."""
+
+    terms: tuple
+
+    def __and__(self, other: _Test) -> _Test:
+        return _Test(self.terms + other.terms)
+
+    def __or__(self, other: _Test) -> _Test:
+        return _Test((_Either((self, other)),))
+
+    @property
+    def met(self):
+        """True where every term is met."""
+        return functools.reduce(operator.and_, (_met(term) for term in self.terms))
+
+    @property
+    def dense(self):
+        """The mean of the terms' dense values, 1 exactly where `met`: a term missed by less than float32
+        resolution still rounds the mean to 1, so an unmet conjunction is capped just below it."""
+        mean = sum(_dense(term) for term in self.terms) / len(self.terms)
+        return jnp.where(self.met, 1.0, jnp.minimum(mean, _BELOW_ONE))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Either:
+    """A disjunction of conjunctions: met where any branch is; its dense value is the best branch's."""
+
+    branches: tuple[_Test, ...]
+
+    @property
+    def met(self):
+        return functools.reduce(operator.or_, (branch.met for branch in self.branches))
+
+    @property
+    def dense(self):
+        return functools.reduce(jnp.maximum, (branch.dense for branch in self.branches))
+
+
+def _met(term):
+    return term.met if isinstance(term, _Either) else term >= 0
+
+
+def _dense(term):
+    return term.dense if isinstance(term, _Either) else tolerance(term)
+
+
+def _at_least(value, threshold, scale) -> _Test:
+    """``value >= threshold``, its margin in units of ``scale``."""
+    return _Test(((value - threshold) / scale,))
+
+
+def _at_most(value, threshold, scale) -> _Test:
+    """``value <= threshold``, its margin in units of ``scale``."""
+    return _Test(((threshold - value) / scale,))
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Sub-tests, each one a plain statement about the pose.
 
 
 def _upright(data, min_cos=UPRIGHT_COS):
     """The torso's axis is within arccos(min_cos) of vertical."""
-    return _torso_rotation(data)[..., 2, 2] >= min_cos
+    return _at_least(_torso_rotation(data)[..., 2, 2], min_cos, COS_SCALE)
 
 
 def _head_high(data):
-    return _height(_geom(data, _ID.head)) >= STANDING_HEAD
+    return _at_least(_height(_geom(data, _ID.head)), STANDING_HEAD, HEIGHT_SCALE)
 
 
 def _foot_down(data, foot):
-    return _height(_geom(data, foot)) <= FOOT_DOWN
+    return _at_most(_height(_geom(data, foot)), FOOT_DOWN, FOOT_SCALE)
 
 
 def _foot_lifted(data, foot):
-    return _height(_geom(data, foot)) >= FOOT_LIFTED
+    return _at_least(_height(_geom(data, foot)), FOOT_LIFTED, FOOT_SCALE)
 
 
 def _feet_down(data):
@@ -170,27 +258,30 @@ def _standing_tall(data):
 
 
 def _arms_down(data):
-    """Each hand hangs below its hip joint."""
-    return ((_height(_geom(data, _ID.right_hand)) < _height(_body(data, _ID.right_hip)))
-            & (_height(_geom(data, _ID.left_hand)) < _height(_body(data, _ID.left_hip))))
+    """Each hand hangs at or below its hip joint."""
+    return (_at_most(_height(_geom(data, _ID.right_hand)), _height(_body(data, _ID.right_hip)), HAND_SCALE)
+            & _at_most(_height(_geom(data, _ID.left_hand)), _height(_body(data, _ID.left_hip)), HAND_SCALE))
 
 
 def _hands_above_head(data):
     top = _height(_geom(data, _ID.head)) + HEAD_RADIUS
-    return (_height(_geom(data, _ID.right_hand)) > top) & (_height(_geom(data, _ID.left_hand)) > top)
+    return (_at_least(_height(_geom(data, _ID.right_hand)), top, HAND_SCALE)
+            & _at_least(_height(_geom(data, _ID.left_hand)), top, HAND_SCALE))
 
 
 def _hand_on_hip(data, hand, hip, side):
     """The hand is at waist height (between its hip joint and the lower waist) beside the waist on its own
     ``side`` (+1 left, -1 right): 0.10-0.30 m from the midline and within 0.15 m of the torso axis forward."""
     p = _geom(data, hand)
-    at_waist = (_height(p) >= _height(_body(data, hip))) & (_height(p) <= _height(_body(data, _ID.lwaist)))
+    at_waist = (_at_least(_height(p), _height(_body(data, hip)), HAND_SCALE)
+                & _at_most(_height(p), _height(_body(data, _ID.lwaist)), HAND_SCALE))
     out = side * _lateral(data, p)
-    beside = (out >= HAND_AT_SIDE[0]) & (out <= HAND_AT_SIDE[1]) & (jnp.abs(_forward(data, p)) <= HAND_NEAR_SIDE)
+    beside = (_at_least(out, HAND_AT_SIDE[0], HAND_SCALE) & _at_most(out, HAND_AT_SIDE[1], HAND_SCALE)
+              & _at_most(jnp.abs(_forward(data, p)), HAND_NEAR_SIDE, HAND_SCALE))
     return at_waist & beside
 
 
-def _hands_on_hips(data):
+def _both_hands_on_hips(data):
     return (_hand_on_hip(data, _ID.right_hand, _ID.right_hip, -1)
             & _hand_on_hip(data, _ID.left_hand, _ID.left_hip, +1))
 
@@ -199,9 +290,10 @@ def _hand_across_chest(data, hand, shoulder, side):
     """The hand is at chest height (between the lower waist and its shoulder), in front of the torso and
     past the midline on the side opposite its own ``side`` (+1 left, -1 right)."""
     p = _geom(data, hand)
-    at_chest = (_height(p) >= _height(_body(data, _ID.lwaist))) & (_height(p) <= _height(_body(data, shoulder)))
-    in_front = _forward(data, p) >= HAND_OFF_BODY
-    across = -side * _lateral(data, p) >= HAND_ACROSS
+    at_chest = (_at_least(_height(p), _height(_body(data, _ID.lwaist)), HAND_SCALE)
+                & _at_most(_height(p), _height(_body(data, shoulder)), HAND_SCALE))
+    in_front = _at_least(_forward(data, p), HAND_OFF_BODY, HAND_SCALE)
+    across = _at_least(-side * _lateral(data, p), HAND_ACROSS, HAND_SCALE)
     return at_chest & in_front & across
 
 
@@ -211,92 +303,100 @@ def _arms_folded(data):
 
 
 def _knees_down(data):
-    return ((_height(_body(data, _ID.right_knee)) <= KNEE_DOWN)
-            & (_height(_body(data, _ID.left_knee)) <= KNEE_DOWN))
+    return (_at_most(_height(_body(data, _ID.right_knee)), KNEE_DOWN, HEIGHT_SCALE)
+            & _at_most(_height(_body(data, _ID.left_knee)), KNEE_DOWN, HEIGHT_SCALE))
 
 
 def _hips_above_knees(data):
     knees = jnp.maximum(_height(_body(data, _ID.right_knee)), _height(_body(data, _ID.left_knee)))
-    return _height(_body(data, _ID.pelvis)) - knees >= KNEEL_HIPS_ABOVE_KNEES
+    return _at_least(_height(_body(data, _ID.pelvis)) - knees, KNEEL_HIPS_ABOVE_KNEES, HEIGHT_SCALE)
 
 
 def _pelvis_low(data):
-    return _height(_body(data, _ID.pelvis)) <= SEATED_PELVIS
+    return _at_most(_height(_body(data, _ID.pelvis)), SEATED_PELVIS, HEIGHT_SCALE)
 
 
 def _legs_crossed(data):
-    """Each foot is on the other side of the torso's midline."""
-    return (_lateral(data, _geom(data, _ID.right_foot)) > 0) & (_lateral(data, _geom(data, _ID.left_foot)) < 0)
+    """Each foot is on the other side of the torso's midline (or on it)."""
+    return (_at_least(_lateral(data, _geom(data, _ID.right_foot)), 0.0, LEG_SPREAD_SCALE)
+            & _at_most(_lateral(data, _geom(data, _ID.left_foot)), 0.0, LEG_SPREAD_SCALE))
 
 
 def _knees_apart(data):
     apart = _lateral(data, _body(data, _ID.left_knee)) - _lateral(data, _body(data, _ID.right_knee))
-    return apart >= LOTUS_KNEES_APART
+    return _at_least(apart, LOTUS_KNEES_APART, LEG_SPREAD_SCALE)
 
 
 def _feet_wide_apart(data):
     apart = _lateral(data, _geom(data, _ID.left_foot)) - _lateral(data, _geom(data, _ID.right_foot))
-    return apart >= SPLITS_FEET_APART
+    return _at_least(apart, SPLITS_FEET_APART, SPLITS_SCALE)
 
 
 def _on_one_foot(data):
     """One foot is on the floor and the other is lifted clear of it."""
-    right_down, left_down = _foot_down(data, _ID.right_foot), _foot_down(data, _ID.left_foot)
-    return ((right_down & _foot_lifted(data, _ID.left_foot))
-            | (left_down & _foot_lifted(data, _ID.right_foot)))
+    return ((_foot_down(data, _ID.right_foot) & _foot_lifted(data, _ID.left_foot))
+            | (_foot_down(data, _ID.left_foot) & _foot_lifted(data, _ID.right_foot)))
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Oracle tests.
+# The tasks' tests; `Task.success` is where all their margins are met and `Task.dense` their dense value.
 
 
-def standing_success(data):
+def _standing(data):
     """Standing up: torso within ~32° of vertical (cos >= 0.85), head centre >= 1.25 m, both feet on the floor
-    (foot sphere centres <= 0.125 m) and both arms relaxed down (each hand below its hip joint)."""
+    (foot sphere centres <= 0.125 m) and both arms relaxed down (each hand at or below its hip joint).
+    Dense terms (6): torso cos, head height, each foot's height, each hand's height below its hip."""
     return _standing_tall(data) & _feet_down(data) & _arms_down(data)
 
 
-def arms_raised_success(data):
-    """Standing up with both arms raised: upright and tall with both feet down (as `standing_success`) and
-    both hand centres above the top of the head (head centre + 0.09 m)."""
+def _arms_raised(data):
+    """Standing up with both arms raised: upright and tall with both feet down (as `_standing`) and both hand
+    centres at or above the top of the head (head centre + 0.09 m).
+    Dense terms (6): torso cos, head height, each foot's height, each hand's height over the head top."""
     return _standing_tall(data) & _feet_down(data) & _hands_above_head(data)
 
 
-def hands_on_hips_success(data):
+def _hands_on_hips(data):
     """Standing up with hands on hips: upright and tall with both feet down, and each hand at waist height
     (between its hip joint and the lower-waist body) 0.10-0.30 m from the midline on its own side and within
-    0.15 m of the torso axis front-to-back."""
-    return _standing_tall(data) & _feet_down(data) & _hands_on_hips(data)
+    0.15 m of the torso axis front-to-back.
+    Dense terms (14): torso cos, head height, each foot's height, per hand 2 height and 3 placement bounds."""
+    return _standing_tall(data) & _feet_down(data) & _both_hands_on_hips(data)
 
 
-def arms_crossed_success(data):
+def _arms_crossed(data):
     """Standing up with arms crossed: upright and tall with both feet down, and each hand at chest height
     (between the lower-waist body and its shoulder), >= 0.10 m in front of the torso axis and >= 0.03 m past
-    the midline on the opposite side."""
+    the midline on the opposite side.
+    Dense terms (12): torso cos, head height, each foot's height, per hand 2 height bounds, forward and across."""
     return _standing_tall(data) & _feet_down(data) & _arms_folded(data)
 
 
-def one_leg_success(data):
+def _one_leg(data):
     """Standing on one leg: upright and tall, exactly one foot on the floor (centre <= 0.125 m) and the other
-    lifted clear (centre >= 0.275 m)."""
+    lifted clear (centre >= 0.275 m).
+    Dense terms (3): torso cos, head height, the better of (right down, left lifted) and the mirror pair."""
     return _standing_tall(data) & _on_one_foot(data)
 
 
-def kneeling_success(data):
+def _kneeling(data):
     """Kneeling: both knees on the floor (shin origins <= 0.12 m), torso within ~32° of vertical and the hips
-    high above the knees (pelvis >= 0.25 m above the higher knee, i.e. not sitting back on the heels)."""
+    high above the knees (pelvis >= 0.25 m above the higher knee, i.e. not sitting back on the heels).
+    Dense terms (4): each knee's height, torso cos, pelvis height over the higher knee."""
     return _knees_down(data) & _upright(data) & _hips_above_knees(data)
 
 
-def lotus_success(data):
+def _lotus(data):
     """Seated in the lotus position: pelvis origin <= 0.30 m, torso within ~32° of vertical, legs crossed (each
-    foot centre on the other side of the torso's midline) and the knees >= 0.30 m apart laterally."""
+    foot centre on the other side of the torso's midline, or on it) and the knees >= 0.30 m apart laterally.
+    Dense terms (5): pelvis height, torso cos, each foot's lateral position, the knees' lateral distance."""
     return _pelvis_low(data) & _upright(data) & _legs_crossed(data) & _knees_apart(data)
 
 
-def splits_success(data):
+def _splits(data):
     """Side splits: both feet on the floor, their centres >= 1.5 leg lengths (1.13 m) apart along the torso's
-    left-right axis, pelvis origin <= 0.30 m and the torso within 60° of vertical (sitting, not lying)."""
+    left-right axis, pelvis origin <= 0.30 m and the torso within 60° of vertical (sitting, not lying).
+    Dense terms (5): each foot's height, the feet's lateral distance, pelvis height, torso cos."""
     return (_feet_down(data) & _feet_wide_apart(data) & _pelvis_low(data)
             & _upright(data, SPLITS_UPRIGHT_COS))
 
@@ -358,6 +458,8 @@ class Task:
         goal: goal prompts (their normalised CLIP embeddings are averaged).
         baseline: baseline prompts for goal-baseline regularisation.
         success: the oracle pose test, ``data -> bool array`` (`mjx.Data` or `mujoco.MjData`, batched or not).
+        dense: the dense ground-truth reward, ``data -> float array`` in [0, 1], 1 exactly where `success`:
+            the mean over the oracle's terms of `tolerance` of their margins (see each task's test).
         pose: a canonical qpos (24 floats) showing the task, resting on the floor.
     """
 
@@ -365,26 +467,28 @@ class Task:
     goal: tuple[str, ...]
     baseline: tuple[str, ...]
     success: Callable
+    dense: Callable
     pose: tuple[float, ...]
 
 
 _BASELINE = ("a humanoid robot",)
 
 
-def _task(name: str, goal: str, success: Callable) -> Task:
-    return Task(name=name, goal=(goal,), baseline=_BASELINE, success=success, pose=_POSES[name])
+def _task(name: str, goal: str, test: Callable[..., _Test]) -> Task:
+    return Task(name=name, goal=(goal,), baseline=_BASELINE, success=lambda data: test(data).met,
+                dense=lambda data: test(data).dense, pose=_POSES[name])
 
 
 TASKS: dict[str, Task] = {
     task.name: task for task in (
-        _task("kneeling", "a humanoid robot kneeling", kneeling_success),
-        _task("lotus", "a humanoid robot seated down, meditating in the lotus position", lotus_success),
-        _task("standing", "a humanoid robot standing up", standing_success),
-        _task("arms_raised", "a humanoid robot standing up, with both arms raised", arms_raised_success),
-        _task("splits", "a humanoid robot practicing gymnastics, doing the side splits", splits_success),
-        _task("hands_on_hips", "a humanoid robot standing up with hands on hips", hands_on_hips_success),
-        _task("arms_crossed", "a humanoid robot standing up, with its arms crossed", arms_crossed_success),
-        _task("one_leg", "a humanoid robot standing up on one leg", one_leg_success),
+        _task("kneeling", "a humanoid robot kneeling", _kneeling),
+        _task("lotus", "a humanoid robot seated down, meditating in the lotus position", _lotus),
+        _task("standing", "a humanoid robot standing up", _standing),
+        _task("arms_raised", "a humanoid robot standing up, with both arms raised", _arms_raised),
+        _task("splits", "a humanoid robot practicing gymnastics, doing the side splits", _splits),
+        _task("hands_on_hips", "a humanoid robot standing up with hands on hips", _hands_on_hips),
+        _task("arms_crossed", "a humanoid robot standing up, with its arms crossed", _arms_crossed),
+        _task("one_leg", "a humanoid robot standing up on one leg", _one_leg),
     )
 }
 

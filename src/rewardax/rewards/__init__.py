@@ -2,6 +2,7 @@
 
 from rewardax.rewards.base import EnvReward, RewardModel
 from rewardax.rewards.clip import ClipReward, clip_reward, goal_baseline_reward
-from rewardax.rewards.oracle import OracleReward
+from rewardax.rewards.oracle import DenseReward, OracleReward
 
-__all__ = ["ClipReward", "EnvReward", "OracleReward", "RewardModel", "clip_reward", "goal_baseline_reward"]
+__all__ = ["ClipReward", "DenseReward", "EnvReward", "OracleReward", "RewardModel", "clip_reward",
+           "goal_baseline_reward"]

@@ -1,4 +1,6 @@
-"""The oracle reward: 1 when the task's geometric pose test passes, else 0 (for ablations and probes)."""
+"""Ground-truth rewards from the task's pose test on the physics state: the binary oracle (for ablations and
+probes) and its dense counterpart (for checking PPO and presets without a VLM, and for scoring reward models).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +10,30 @@ from flax import struct
 from rewardax.envs.tasks import Task
 
 
+def _judge(task: Task, data) -> dict[str, jnp.ndarray]:
+    return {"oracle/success": task.success(data).astype(jnp.float32), "oracle/dense": task.dense(data)}
+
+
 @struct.dataclass
 class OracleReward:
-    """Reward = the task's oracle success test on the physics state (no frames needed)."""
+    """Reward = the task's oracle success test (1 or 0) on the physics state (no frames needed)."""
 
     task: Task = struct.field(pytree_node=False)
     needs_frames = False
 
     def __call__(self, frames, state):
-        success = self.task.success(state.pipeline_state).astype(jnp.float32)
-        return success, {"oracle/success": success}
+        metrics = _judge(self.task, state.pipeline_state)
+        return metrics["oracle/success"], metrics
+
+
+@struct.dataclass
+class DenseReward:
+    """Reward = the task's dense ground truth in [0, 1] on the physics state, 1 exactly where the oracle
+    passes (`Task.dense`; no frames needed)."""
+
+    task: Task = struct.field(pytree_node=False)
+    needs_frames = False
+
+    def __call__(self, frames, state):
+        metrics = _judge(self.task, state.pipeline_state)
+        return metrics["oracle/dense"], metrics

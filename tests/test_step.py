@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 from flax import struct
 
 import rewardax.envs as envs
@@ -73,3 +74,31 @@ def test_the_reward_is_computed_from_the_frame_rendered_inside_the_step():
 def test_env_count_must_split_over_devices():
     with pytest.raises(ValueError, match="num_envs=6 must be a positive multiple of the 4 devices"):
         rl_step.make_train_step(probes.Reach(), SMALL, 6, 1)
+
+
+def test_reward_agreement_pinned_to_hand_computed_values():
+    x = jnp.asarray([[0.1, 0.4], [0.35, 0.8], [9.0, 0.8]])  # [T, B]; the 9.0 step is invalid
+    dense = jnp.asarray([[0.0, 1.0], [1.0, 2.0], [-5.0, 2.0]])
+    success = jnp.asarray([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    valid = jnp.asarray([[1.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
+    out = rl_step.reward_agreement(x, dense, success, valid)
+    kept_x, kept_dense = np.asarray([0.1, 0.4, 0.35, 0.8, 0.8]), np.asarray([0.0, 1.0, 1.0, 2.0, 2.0])
+    np.testing.assert_allclose(out["reward_model/pearson_dense"], np.corrcoef(kept_x, kept_dense)[0, 1], rtol=1e-5)
+    # positives 0.35, 0.8, 0.8 against negatives 0.1, 0.4: 0.35 beats one of two, the 0.8s both: 5 of 6
+    np.testing.assert_allclose(out["reward_model/auc_success"], 5 / 6, rtol=1e-6)
+    ties = rl_step.reward_agreement(jnp.ones(4), jnp.arange(4.0), jnp.asarray([0.0, 1.0, 0.0, 1.0]), jnp.ones(4))
+    assert ties["reward_model/auc_success"] == 0.5 and np.isnan(ties["reward_model/pearson_dense"])
+
+
+def test_reward_agreement_over_devices_equals_one_device():
+    keys = jax.random.split(jax.random.key(3), 3)
+    x, dense = jax.random.normal(keys[0], (5, 8)), jax.random.normal(keys[1], (5, 8))
+    success = (dense + 0.5 * x > 0).astype(jnp.float32)
+    valid = jax.random.bernoulli(keys[2], 0.8, (5, 8)).astype(jnp.float32)
+    one = rl_step.reward_agreement(x, dense, success, valid)
+    mesh = rl_step.mesh()
+    four = jax.jit(jax.shard_map(lambda *a: rl_step.reward_agreement(*a, axis_name=rl_step.AXIS), mesh=mesh,
+                                 in_specs=P(None, rl_step.AXIS), out_specs=P(),
+                                 check_vma=False))(x, dense, success, valid)
+    for k in one:
+        np.testing.assert_allclose(four[k], one[k], rtol=1e-5)

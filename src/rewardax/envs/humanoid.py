@@ -4,7 +4,8 @@ Physics only: the env's own reward is zero, because the reward comes from a mode
 frame (`rewardax.rewards`). Each step applies the action for ``frame_skip`` MJX steps of 0.003 s. There is
 no early termination: ``done`` stays 0 and episodes end only by truncation at ``episode_length`` steps,
 which brax's `EpisodeWrapper` records in ``info["truncation"]`` apart from termination. The task's oracle
-pose test is reported in ``metrics["success"]`` (for evaluation, never as the training reward).
+pose test is reported in ``metrics["success"]`` and its dense ground truth in ``metrics["dense"]`` (for evaluation
+and for judging reward models; the training reward comes from a reward model).
 """
 
 from __future__ import annotations
@@ -94,14 +95,14 @@ class Humanoid(Env):
         qvel = jax.random.uniform(k_vel, (self.sys.nv,), minval=-noise, maxval=noise)
         data = mjx.forward(self.sys, mjx.make_data(self.sys).replace(qpos=qpos, qvel=qvel))
         zero = jnp.zeros(())
-        return State(data, self.observation(data), zero, zero, {"success": self._success(data)}, {})
+        return State(data, self.observation(data), zero, zero, self._oracle(data), {})
 
     def step(self, state: State, action: jax.Array) -> State:
         """Apply ``action`` (clipped to the actuator range) for ``frame_skip`` physics steps."""
         ctrl = jnp.clip(action, self._ctrl_range[:, 0], self._ctrl_range[:, 1])
         data = state.pipeline_state.replace(ctrl=ctrl)
         data = jax.lax.fori_loop(0, self.config.frame_skip, lambda _, d: mjx.step(self.sys, d), data)
-        metrics = {**state.metrics, "success": self._success(data)}
+        metrics = {**state.metrics, **self._oracle(data)}
         return state.replace(pipeline_state=data, obs=self.observation(data), reward=jnp.zeros(()),
                              metrics=metrics)
 
@@ -131,5 +132,5 @@ class Humanoid(Env):
 
         return render
 
-    def _success(self, data: mjx.Data) -> jax.Array:
-        return self.task.success(data).astype(jnp.float32)
+    def _oracle(self, data: mjx.Data) -> dict[str, jax.Array]:
+        return {"success": self.task.success(data).astype(jnp.float32), "dense": self.task.dense(data)}

@@ -109,16 +109,45 @@ def init(env: Env, key: jax.Array, config: PPOConfig, num_envs: int, total_updat
 
 
 def reward_fn(env: Env, reward: RewardModel, frame_size: int):
-    """Post-step State batch -> (reward, metrics): renders the frames the reward model looks at, if any."""
+    """Post-step State batch -> (reward, metrics): renders the frames the reward model looks at, if any, and
+    adds the env's oracle (``oracle/success``, ``oracle/dense``) when it has one."""
     render = env.renderer(frame_size, frame_size) if reward.needs_frames else None
 
     def score(reached: State):
         value, metrics = reward(render(reached.pipeline_state).rgb if render else None, reached)
-        if "success" in reached.metrics:
-            metrics = {**metrics, "oracle/success": reached.metrics["success"]}
-        return value, metrics
+        oracle = {f"oracle/{k}": reached.metrics[k] for k in ("success", "dense") if k in reached.metrics}
+        return value, {**metrics, **oracle}
 
     return score
+
+
+def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, valid: jax.Array,
+                     axis_name: str | None = None) -> dict[str, jax.Array]:
+    """How well the reward model's rewards agree with the ground truth over a rollout (all devices).
+
+    ``reward_model/pearson_dense``: Pearson correlation with the dense ground truth. ``reward_model/auc_success``:
+    ROC-AUC of the reward as a detector of oracle success, the probability that a successful step scores
+    higher than an unsuccessful one (ties count half). NaN where undefined (a constant signal; no successes).
+    Near 0 (Pearson) or 0.5 (AUC) is a reward model that cannot see the task: VLM-RM users' "it learns nothing".
+    """
+    x, y, w = reward.ravel(), dense.ravel(), valid.ravel()
+    sums = jnp.stack([w.sum(), (w * x).sum(), (w * y).sum(), (w * x * x).sum(), (w * y * y).sum(), (w * x * y).sum()])
+    if axis_name is not None:
+        sums = jax.lax.psum(sums, axis_name)
+    n, sx, sy, sxx, syy, sxy = sums
+    covariance = sxy / n - sx * sy / n**2
+    pearson = covariance / jnp.sqrt((sxx / n - (sx / n) ** 2) * (syy / n - (sy / n) ** 2))
+
+    positive = (success.ravel() > 0.5) & (w > 0)
+    negative = (success.ravel() <= 0.5) & (w > 0)
+    if axis_name is not None:  # ranks need every device's samples
+        x, positive, negative = (jax.lax.all_gather(a, axis_name, tiled=True) for a in (x, positive, negative))
+    negatives = jnp.sort(jnp.where(negative, x, jnp.inf))
+    below = jnp.searchsorted(negatives, x, side="left")
+    at_or_below = jnp.searchsorted(negatives, x, side="right")
+    wins = jnp.where(positive, below + 0.5 * (at_or_below - below), 0.0).sum()
+    auc = wins / (positive.sum() * negative.sum())
+    return {"reward_model/pearson_dense": pearson, "reward_model/auc_success": auc}
 
 
 def make_train_step(env: Env, config: PPOConfig, num_envs: int, total_updates: int, frame_size: int = 224,
@@ -151,6 +180,9 @@ def make_train_step(env: Env, config: PPOConfig, num_envs: int, total_updates: i
         sums = jax.lax.psum({"valid": valid.sum(), **{k: (v * valid).sum() for k, v in step_means.items()}}, AXIS)
         metrics = {k: sums[k] / jnp.maximum(sums["valid"], 1.0) for k in step_means}
         metrics["env/non_finite_resets"] = jax.lax.psum(valid.size, AXIS) - sums["valid"]
+        if {"oracle/dense", "oracle/success"} <= transitions.metrics.keys():
+            metrics.update(reward_agreement(transitions.reward, transitions.metrics["oracle/dense"],
+                                            transitions.metrics["oracle/success"], valid, AXIS))
         # param_norm is NaN/inf as soon as any parameter is: the trainer's divergence check reads it.
         metrics = {**metrics, **losses, "param_norm": optax.tree.norm(params)}
         state = state.replace(params=params, opt_state=opt_state, obs_stats=carry.obs_stats,

@@ -1,0 +1,160 @@
+"""Checks that the humanoid's physics holds up: under the worst exploration, and against MuJoCo C.
+
+- `stress`: every env takes saturated random actions (each actuator at one of its limits, drawn afresh every
+  step: the extreme a Gaussian policy clipped to the actuator range can produce) and the count of envs whose
+  state turns non-finite is reported. With the solver settings of `rewardax.envs.model` it must be 0.
+- `stress_mujoco`: the same in MuJoCo's C engine on the same `MjModel` (fast on a CPU; C MuJoCo replaces a
+  diverging state by a reset and raises a warning, which counts as a failure).
+- `drift`: MJX and MuJoCo C stepped from the same state with the same actions; the largest joint-position
+  difference over time (MJX runs float32, C float64, so chaotic motion drifts apart; quiet motion should not).
+- `settle`: each task's canonical pose with zero action for an episode, in both engines: does the oracle
+  still accept the pose at the end (seated and kneeling poses should hold; standing ones fall without torque,
+  in both engines alike).
+
+`benchmarks/physics_check.py` runs them and prints JSON; `tests/test_physics.py` holds small versions.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from mujoco import mjx
+
+from rewardax.envs.humanoid import Humanoid
+from rewardax.envs.tasks import pose_data
+
+
+def _saturated(key: jax.Array, num_envs: int, ctrl_range: jax.Array) -> jax.Array:
+    high = jax.random.bernoulli(key, 0.5, (num_envs, ctrl_range.shape[0]))
+    return jnp.where(high, ctrl_range[:, 1], ctrl_range[:, 0])
+
+
+def stress(env: Humanoid, num_envs: int, steps: int, seed: int = 0, chunk: int = 50, progress=None) -> dict:
+    """Step ``num_envs`` envs ``steps`` times with saturated random actions in MJX; count non-finite envs.
+
+    Runs in jitted chunks of ``chunk`` steps; ``progress(done_steps)`` is called after each.
+    """
+    ctrl_range = jnp.asarray(env.mj_model.actuator_ctrlrange, jnp.float32)
+    step = jax.vmap(env.step)
+
+    @jax.jit
+    def run(state, first_bad, success, key, start):
+        def one(carry, inputs):
+            state, first_bad, success = carry
+            key, t = inputs
+            state = step(state, _saturated(key, num_envs, ctrl_range))
+            data = state.pipeline_state
+            finite = jnp.isfinite(data.qpos).all(-1) & jnp.isfinite(data.qvel).all(-1)
+            first_bad = jnp.where((first_bad < 0) & ~finite, t, first_bad)
+            return (state, first_bad, success + state.metrics["success"]), None
+
+        keys = jax.random.split(key, chunk)
+        (state, first_bad, success), _ = jax.lax.scan(one, (state, first_bad, success),
+                                                      (keys, start + jnp.arange(chunk)))
+        return state, first_bad, success
+
+    key = jax.random.key(seed)
+    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.fold_in(key, -1), num_envs))
+    first_bad, success = -jnp.ones(num_envs, jnp.int32), jnp.zeros(num_envs)
+    began, done = time.perf_counter(), 0
+    compile_seconds = None
+    while done < steps:
+        state, first_bad, success = run(state, first_bad, success, jax.random.fold_in(key, done), done)
+        jax.block_until_ready(first_bad)
+        if compile_seconds is None:
+            compile_seconds = time.perf_counter() - began
+            began = time.perf_counter()
+        done += chunk
+        if progress:
+            progress(done)
+    seconds = time.perf_counter() - began
+    first_bad = np.asarray(first_bad)
+    bad = first_bad >= 0
+    timed_steps = done - chunk
+    return {"engine": "mjx", "num_envs": num_envs, "steps": done, "non_finite_envs": int(bad.sum()),
+            "first_non_finite_step": int(first_bad[bad].min()) if bad.any() else None,
+            "oracle_success_rate": float(np.asarray(success).sum() / (num_envs * done)),
+            "env_steps_per_s": round(num_envs * timed_steps / seconds, 1) if timed_steps else None,
+            "compile_and_first_chunk_s": round(compile_seconds, 1)}
+
+
+def stress_mujoco(model: mujoco.MjModel, num_envs: int, steps: int, frame_skip: int = 5, seed: int = 0,
+                  reset_noise: float = 0.01) -> dict:
+    """`stress` in MuJoCo C on ``model`` (the env's `mj_model`), one env after another."""
+    rng = np.random.default_rng(seed)
+    low, high = model.actuator_ctrlrange.T
+    bad_steps = []
+    began = time.perf_counter()
+    for _ in range(num_envs):
+        data = mujoco.MjData(model)
+        data.qpos[:] = model.qpos0 + rng.uniform(-reset_noise, reset_noise, model.nq)
+        data.qvel[:] = rng.uniform(-reset_noise, reset_noise, model.nv)
+        mujoco.mj_forward(model, data)
+        for t in range(steps):
+            data.ctrl[:] = np.where(rng.random(model.nu) < 0.5, low, high)
+            for _ in range(frame_skip):
+                mujoco.mj_step(model, data)
+            diverged = data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number > 0
+            if diverged or not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()):
+                bad_steps.append(t)
+                break
+    seconds = time.perf_counter() - began
+    return {"engine": "mujoco", "num_envs": num_envs, "steps": steps, "non_finite_envs": len(bad_steps),
+            "first_non_finite_step": min(bad_steps) if bad_steps else None,
+            "env_steps_per_s": round(num_envs * steps / seconds, 1)}
+
+
+def _mjx_trajectory(env: Humanoid, qpos: np.ndarray, qvel: np.ndarray, ctrls: np.ndarray):
+    """qpos after every env step and the oracle at the end, MJX from (qpos, qvel) under ``ctrls`` [T, nu]."""
+    data = mjx.forward(env.sys, mjx.make_data(env.sys).replace(qpos=jnp.asarray(qpos), qvel=jnp.asarray(qvel)))
+
+    def one(data, ctrl):
+        data = data.replace(ctrl=ctrl)
+        data = jax.lax.fori_loop(0, env.config.frame_skip, lambda _, d: mjx.step(env.sys, d), data)
+        return data, data.qpos
+
+    data, qpos = jax.jit(lambda d, c: jax.lax.scan(one, d, c))(data, jnp.asarray(ctrls, jnp.float32))
+    return np.asarray(qpos), bool(env.task.success(data))
+
+
+def _mujoco_trajectory(env: Humanoid, qpos: np.ndarray, qvel: np.ndarray, ctrls: np.ndarray):
+    model = env.mj_model
+    data = mujoco.MjData(model)
+    data.qpos[:], data.qvel[:] = qpos, qvel
+    mujoco.mj_forward(model, data)
+    out = []
+    for ctrl in ctrls:
+        data.ctrl[:] = ctrl
+        for _ in range(env.config.frame_skip):
+            mujoco.mj_step(model, data)
+        out.append(data.qpos.copy())
+    return np.asarray(out), bool(env.task.success(data))
+
+
+def drift(env: Humanoid, ctrls: np.ndarray, qpos: np.ndarray | None = None, qvel: np.ndarray | None = None) -> dict:
+    """Largest |qpos_MJX − qpos_C| over the joints (root position in metres, angles in radians) after env
+    steps 1, 10, 50 and the last, from the same state under the same controls ``ctrls`` [T, nu]."""
+    qpos = env.mj_model.qpos0 if qpos is None else qpos
+    qvel = np.zeros(env.mj_model.nv) if qvel is None else qvel
+    a, _ = _mjx_trajectory(env, qpos, qvel, ctrls)
+    b, _ = _mujoco_trajectory(env, qpos, qvel, ctrls)
+    gap = np.abs(a - b).max(-1)
+    marks = sorted({1, 10, 50, len(ctrls)} & set(range(1, len(ctrls) + 1)))
+    return {f"step_{t}": float(gap[t - 1]) for t in marks}
+
+
+def settle(env: Humanoid, steps: int | None = None) -> dict:
+    """The task's canonical pose under zero action for ``steps`` env steps (one episode) in MJX and in C:
+    whether the oracle accepts the pose at the end in each, and how far the engines drifted apart."""
+    steps = env.episode_length if steps is None else steps
+    start = pose_data(env.task, env.mj_model)
+    ctrls = np.zeros((steps, env.mj_model.nu))
+    a, mjx_success = _mjx_trajectory(env, start.qpos, start.qvel, ctrls)
+    b, c_success = _mujoco_trajectory(env, start.qpos, start.qvel, ctrls)
+    return {"task": env.task.name, "oracle_at_start": bool(env.task.success(start)),
+            "oracle_at_end_mjx": mjx_success, "oracle_at_end_mujoco": c_success,
+            "max_qpos_gap": float(np.abs(a - b).max())}

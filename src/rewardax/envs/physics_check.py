@@ -58,7 +58,7 @@ def stress(env: Humanoid, num_envs: int, steps: int, seed: int = 0, chunk: int =
         return state, first_bad, success
 
     key = jax.random.key(seed)
-    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.fold_in(key, -1), num_envs))
+    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.fold_in(key, steps + 1), num_envs))
     first_bad, success = -jnp.ones(num_envs, jnp.int32), jnp.zeros(num_envs)
     began, done = time.perf_counter(), 0
     compile_seconds = None

@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 import tyro
 
 from rewardax.models import CheckpointError, CheckpointNotFoundError
 from rewardax.rl.config import TrainConfig, default_preset, presets
-from rewardax.rl.trainer import TrainingDiverged, train
+from rewardax.rl.trainer import TrainingDiverged, TrainingStalled, train
 
 
 def main(argv: list[str] | None = None, task: str | None = None) -> dict:
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None, task: str | None = None) -> dict:
                       description=f"{__doc__}\nPreset: {known.preset}.")
     try:
         summary = train(config)
+    except TrainingStalled as error:
+        # The stuck computation still holds a thread inside XLA: a normal interpreter exit would abort on it.
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        os._exit(1)
     except (ValueError, CheckpointError, CheckpointNotFoundError, TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         if isinstance(error, CheckpointNotFoundError) and known.preset != "smoke":

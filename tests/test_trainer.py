@@ -1,12 +1,14 @@
-"""The host trainer: exact resume, preemption, divergence, refusing a different config, logs."""
+"""The host trainer: exact resume, preemption, divergence, hangs, refusing a different config, logs."""
 
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import jax
@@ -20,7 +22,8 @@ from rewardax.envs import probes
 from rewardax.rewards import EnvReward
 from rewardax.rl import PPOConfig
 from rewardax.rl.config import TrainConfig, presets
-from rewardax.rl.trainer import TrainingDiverged, train
+from rewardax.rl.trainer import TrainingDiverged, TrainingStalled, train
+from rewardax.rl.watchdog import GDB_TIMEOUT_S
 
 CONFIG = TrainConfig(reward="oracle", num_envs=8, iterations=4, checkpoint_every=2, eval_every=0,
                      ppo=PPOConfig(learning_rate=3e-3, num_steps=8, minibatches=2, epochs=2, hidden_sizes=(16,),
@@ -113,30 +116,133 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_sigterm_from_outside_saves_and_exits_zero(tmp_path):
+class Stall:
+    """The host side of `StallingReward`: while ``seconds`` is set, every reward callback waits that long (or
+    until ``release``), like a kernel that hangs; announces the first wait on stdout."""
+
+    def __init__(self):
+        self.seconds, self.began, self.release = 0.0, None, threading.Event()
+
+    def __call__(self):
+        if self.seconds:
+            if self.began is None:
+                self.began = time.monotonic()
+                print("STALLING", flush=True)
+            self.release.wait(self.seconds)
+        return np.float32(0.0)
+
+    def end(self):
+        """Lets the waiting callbacks (and the stuck iteration) finish, for the tests that follow."""
+        self.seconds = 0.0
+        self.release.set()
+
+
+STALL = Stall()
+
+
+@struct.dataclass
+class StallingReward:
+    """The env's reward, computed through a host callback that STALL can make slow."""
+
+    needs_frames = False
+
+    def __call__(self, frames, state):
+        return state.reward + jax.pure_callback(STALL, jax.ShapeDtypeStruct((), jnp.float32)), {}
+
+
+def stall_after_two(seconds):
+    """A trainer callback: from iteration 3 on, every reward callback waits ``seconds``."""
+    def callback(iteration, metrics):
+        if iteration == 2:
+            STALL.seconds = seconds
+    return callback
+
+
+@pytest.mark.timeout(300)
+def test_a_hung_iteration_stops_the_run_with_the_stacks_and_keeps_the_last_checkpoint(tmp_path, capsys):
+    config = dataclasses.replace(CONFIG, iterations=6, watchdog_min_s=3.0, watchdog_factor=0.1)
+    try:
+        with pytest.raises(TrainingStalled) as stalled:
+            reach(config, tmp_path, reward=StallingReward(), callback=stall_after_two(300.0))
+        waited = time.monotonic() - STALL.began
+    finally:
+        STALL.end()
+    assert waited < 3 + GDB_TIMEOUT_S + 20  # the limit, then the stack dumps (gdb: ~20 s here), not the wait
+    dump, checkpoints = tmp_path / "stall-3.txt", tmp_path / "checkpoints"
+    assert re.match(r"iteration 3 stalled: no result after [\d.]+ s, past its limit of [\d.]+ s "
+                    r"\(max\(watchdog_min_s=3, watchdog_factor=0.1 ", str(stalled.value))
+    assert f"stacks of every thread are in {dump}; the last checkpoint (iteration 2) in {checkpoints} is kept" \
+        in str(stalled.value)
+    stacks = dump.read_text()
+    main_thread = stacks[stacks.index("Current thread"):].split("\n\n")[0]  # faulthandler's name for the dumper
+    assert re.search(r"trainer\.py\", line \d+ in train\n", main_thread), stacks
+    assert re.search(r"test_trainer\.py\", line \d+ in __call__\n", stacks)  # the waiting reward callback
+    assert "Native stacks:" in stacks and stacks in capsys.readouterr().err  # gdb's output, or why there is none
+    assert restored_params(tmp_path)[0] == 2
+
+
+@pytest.fixture
+def stalling_worker(tmp_path):
+    """``start(seconds)``: a trainer in a subprocess, checkpointing every iteration, whose reward callbacks
+    wait ``seconds`` each from iteration 3 on; returned once that wait has begun. Killed after the test."""
+    run_dir, workers = tmp_path / "run", []
+
+    def start(seconds):
+        workers.append(_start_stalling_worker(run_dir, seconds))
+        return workers[-1], run_dir
+
+    yield start
+    for worker in workers:
+        worker.kill()
+        worker.wait()
+
+
+def _start_stalling_worker(run_dir, seconds):
     script = textwrap.dedent(f"""
-        import dataclasses, sys
+        import dataclasses, pathlib, sys
         sys.path.insert(0, {str(os.path.dirname(__file__))!r})
-        from test_trainer import CONFIG, reach
-        import pathlib
-        summary = reach(dataclasses.replace(CONFIG, iterations=100000, checkpoint_every=100000),
-                        pathlib.Path({str(tmp_path)!r}))
-        print("STOPPED", summary["stopped"], summary["iterations"])
+        from test_trainer import CONFIG, StallingReward, reach, stall_after_two
+        summary = reach(dataclasses.replace(CONFIG, iterations=1000, checkpoint_every=1),
+                        pathlib.Path({str(run_dir)!r}), reward=StallingReward(), callback=stall_after_two({seconds}))
+        print("STOPPED", summary["stopped"], summary["iterations"], flush=True)
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    worker = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "metrics.jsonl"
-    deadline = time.time() + 240
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-        assert worker.poll() is None, worker.stderr.read()[-2000:]
-        assert time.time() < deadline, "the worker never logged an iteration"
-        time.sleep(0.5)
+    with open(run_dir.parent / f"{run_dir.name}.stderr", "w") as stderr:
+        worker = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=stderr,
+                                  text=True)
+    for line in worker.stdout:  # (mujoco prints to stdout when it imports)
+        if line == "STALLING\n":
+            return worker
+    pytest.fail(f"the worker ended (exit code {worker.wait()}) before its iteration 3: {stderr_of(run_dir)[-2000:]}")
+
+
+def stderr_of(run_dir):
+    return (run_dir.parent / f"{run_dir.name}.stderr").read_text()
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_during_a_slow_iteration_finishes_it_saves_and_exits_zero(stalling_worker):
+    worker, run_dir = stalling_worker(0.5)  # iteration 3 takes 8 steps × 0.5 s
     worker.send_signal(signal.SIGTERM)
-    out, err = worker.communicate(timeout=120)
-    assert worker.returncode == 0, err[-2000:]
-    stopped_at = int(out.split("STOPPED signal SIGTERM ")[1].split()[0])
-    assert restored_params(tmp_path)[0] == stopped_at >= 2
+    assert worker.wait(timeout=120) == 0, stderr_of(run_dir)[-2000:]
+    assert worker.stdout.read().splitlines()[-1] == "STOPPED signal SIGTERM 3"
+    assert restored_params(run_dir)[0] == 3
+
+
+@pytest.mark.timeout(300)
+def test_a_second_sigterm_exits_at_once_without_saving(stalling_worker):
+    worker, run_dir = stalling_worker(60.0)
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert worker.poll() is None  # the first one waits for the iteration to finish
+    sent = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 128 + signal.SIGTERM
+    assert time.monotonic() - sent < 5
+    said = [line for line in stderr_of(run_dir).splitlines() if "SIGTERM" in line]
+    assert said == [f"second SIGTERM: exiting now without saving; the last checkpoint (iteration 2) in "
+                    f"{run_dir / 'checkpoints'} is kept"], said
+    assert restored_params(run_dir)[0] == 2 and "STOPPED" not in worker.stdout.read()
 
 
 @pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", "tpu", "paper"])

@@ -7,7 +7,10 @@
 - Resuming is exact: the checkpoint holds the agent, optimiser, normalisers, keys and every env's
   physics state, so an interrupted run continued from its checkpoint takes the same steps as one that
   never stopped. A run directory written with a different config is refused, and nothing is overwritten.
-- SIGTERM/SIGINT (preemptible TPU VMs, Ctrl-C) finish the current iteration, save, and return normally.
+- SIGTERM/SIGINT (preemptible TPU VMs, Ctrl-C) finish the current iteration, save, and return normally; a
+  second one ends the process at once, without saving.
+- Every iteration and evaluation runs under `rewardax.rl.watchdog`: one far slower than its limit (a hang)
+  stops the run with `TrainingStalled`, every thread's Python and native stacks in ``stall-<iteration>.txt``.
 - A non-finite loss or parameter stops the run with `TrainingDiverged`; the bad state is not saved.
 """
 
@@ -15,12 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import json
 import math
+import os
 import pathlib
 import signal
 import subprocess
+import sys
 import time
 from typing import Any, Callable
 
@@ -33,11 +39,13 @@ from tqdm import tqdm
 
 import rewardax.envs as envs
 from rewardax import distributed
-from rewardax.rewards import ClipReward, OracleReward
+from rewardax.rewards import ClipReward, DenseReward, OracleReward
 from rewardax.rewards.clip import check_alpha
 from rewardax.rl import step as rl_step
 from rewardax.rl.config import RESUMABLE_CHANGES, TrainConfig
-from rewardax.rl.networks import env_action
+from rewardax.rl.watchdog import TrainingStalled, Watchdog
+
+__all__ = ["TrainingDiverged", "TrainingStalled", "train"]
 
 
 VIDEO_MIN_SIZE = 160  # evaluation videos are enlarged to at least this width to stay legible
@@ -83,23 +91,39 @@ def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progr
         state, batch = _restore(manager, start, (state, batch))
     train_step = rl_step.make_train_step(env, config.ppo, config.num_envs, total_updates, config.frame_size,
                                          config.scale_reward, mesh)
-    evaluate = _evaluator(env, config) if main and getattr(env, "mj_model", None) is not None else None
+    evaluate = _evaluator(env, config) if getattr(env, "mj_model", None) is not None else None
+    check_reward_model = _RewardModelCheck(config)
 
     def save(iteration):
         manager.save(iteration, args=ocp.args.StandardSave(_saveable((state, batch))))
 
+    def on_stall():
+        # With one process, a pending save only writes host copies of an earlier state to disk; with several,
+        # it ends with a barrier that is a device computation, queued behind the stuck one.
+        if jax.process_count() == 1:
+            manager.wait_until_finished()
+        return _kept(manager, run_dir)
+
+    watch_steps, watch_evals = Watchdog(config, on_stall), Watchdog(config, on_stall)
+
+    def evaluate_now(iteration):
+        return watch_evals(lambda: evaluate(state, reward, run_dir, iteration),
+                           f"evaluation after iteration {iteration}", run_dir / f"stall-evaluation-{iteration}.txt")
+
     env_steps_per_iteration = config.num_envs * config.ppo.num_steps
     stop_reason, metrics = "finished", {}
-    with _Logger(run_dir, config, enabled=main) as log, _StopOnSignal() as signals, \
+    with _Logger(run_dir, config, enabled=main) as log, _StopOnSignal(lambda: _kept(manager, run_dir)) as signals, \
             tqdm(total=config.iterations, initial=start, disable=not (progress and main), unit="it",
                  desc=f"{config.task}") as bar:
         iteration = start
         while iteration < config.iterations:
             began = time.perf_counter()
-            new_state, new_batch, metrics = train_step(state, batch, reward)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            if not all(math.isfinite(v) for v in metrics.values()):
-                bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+            new_state, new_batch, metrics = watch_steps(
+                functools.partial(_run_step, train_step, state, batch, reward), f"iteration {iteration + 1}",
+                run_dir / f"stall-{iteration + 1}.txt")
+            # The reward-model agreement is NaN where undefined (no success yet), not a sign of divergence.
+            bad = sorted(k for k, v in metrics.items() if not math.isfinite(v) and not k.startswith("reward_model/"))
+            if bad:
                 manager.wait_until_finished()
                 raise TrainingDiverged(
                     f"iteration {iteration + 1}: non-finite {', '.join(bad)}; the run stopped and the last good "
@@ -109,26 +133,49 @@ def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progr
             seconds = time.perf_counter() - began
             metrics.update(iteration=iteration, env_steps=iteration * env_steps_per_iteration,
                            env_steps_per_s=env_steps_per_iteration / seconds)
+            if evaluate and ((config.eval_every and iteration % config.eval_every == 0) or iteration == config.iterations):
+                metrics.update(evaluate_now(iteration))
             log.scalars(metrics)
             if callback is not None:
                 callback(iteration, metrics)
             bar.update(1)
-            bar.set_postfix({"steps/s": f"{metrics['env_steps_per_s']:.0f}", "reward": f"{metrics['reward']:.4g}",
-                             **({"success": f"{metrics['oracle/success']:.2f}"} if "oracle/success" in metrics
-                                else {})})
+            bar.set_postfix(_progress(metrics))
+            warning = check_reward_model(metrics)
+            if warning and main:
+                tqdm.write(warning, file=sys.stderr)
             if signals.received:
                 stop_reason = f"signal {signals.received}"
                 break
             if iteration % config.checkpoint_every == 0:
                 save(iteration)
-            if evaluate and config.eval_every and iteration % config.eval_every == 0:
-                evaluate(state, reward, run_dir, iteration)
         if manager.latest_step() != iteration:
             save(iteration)
         manager.wait_until_finished()
-        if evaluate and stop_reason == "finished":
-            evaluate(state, reward, run_dir, iteration)
     return {"run_dir": str(run_dir), "iterations": iteration, "stopped": stop_reason, "metrics": metrics}
+
+
+def _progress(metrics: dict) -> dict:
+    """The progress bar's numbers: speed, reward, oracle success, the reward model's agreement with the ground
+    truth (r: Pearson vs the dense reward) and the latest evaluation."""
+    shown = {"steps/s": f"{metrics['env_steps_per_s']:.0f}", "reward": f"{metrics['reward']:.4g}"}
+    for key, name in (("oracle/success", "success"), ("reward_model/pearson_dense", "r"), ("eval/success", "eval")):
+        if key in metrics and math.isfinite(metrics[key]):
+            shown[name] = f"{metrics[key]:.2f}"
+    return shown
+
+
+def _run_step(train_step, state, batch, reward):
+    """One iteration, compiled if need be and run to completion, its metrics on the host: everything that
+    waits on the device, for the watchdog to run off the main thread."""
+    state, batch, metrics = jax.block_until_ready(train_step(state, batch, reward))
+    return state, batch, {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def _kept(manager: ocp.CheckpointManager, run_dir: pathlib.Path) -> str:
+    """Names the newest complete checkpoint: one still being written would be lost if the process ended now."""
+    steps = manager.all_steps()[:-1] if manager.is_saving_in_progress() else manager.all_steps()
+    where = run_dir / "checkpoints"
+    return f"the last checkpoint (iteration {steps[-1]}) in {where} is kept" if steps else f"no checkpoint in {where}"
 
 
 def _saveable(tree) -> dict:
@@ -181,6 +228,8 @@ def _git_revision() -> str | None:
 def _reward(config: TrainConfig, env, run_dir: pathlib.Path):
     if config.reward == "oracle":
         return OracleReward(env.task)
+    if config.reward == "dense":
+        return DenseReward(env.task)
     from rewardax.models import load_clip, write_random_clip
 
     source = config.clip
@@ -191,7 +240,14 @@ def _reward(config: TrainConfig, env, run_dir: pathlib.Path):
 
 
 class _StopOnSignal:
-    """Turns SIGTERM/SIGINT into a flag the loop checks after each iteration."""
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each iteration; a second signal, for a run that
+    does not finish its iteration (a hang, an impatient Ctrl-C), ends the process at once.
+
+    ``kept()`` names the checkpoint that survives that exit.
+    """
+
+    def __init__(self, kept: Callable[[], str]):
+        self.kept = kept
 
     def __enter__(self):
         self.received = None
@@ -202,7 +258,11 @@ class _StopOnSignal:
         return self
 
     def _handle(self, signum, frame):
-        self.received = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if self.received:
+            print(f"second {name}: exiting now without saving; {self.kept()}", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        self.received = name
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -249,36 +309,48 @@ class _Logger:
 
 
 def _evaluator(env, config: TrainConfig):
-    """One deterministic episode (the policy's mean action) rendered at frame_size: mp4 + PNG strip."""
+    """A batch of deterministic episodes (`rewardax.rl.evaluate`) on every process: their metrics, and on the
+    main process the first episode as an mp4 with the reward curve and a PNG strip."""
     from rewardax.eval.video import episode_video, frame_strip
+    from rewardax.rl.evaluate import make_evaluator
 
-    agent, _ = rl_step.agent_for(env, config.ppo, jax.random.PRNGKey(0))
-    ctrl_range = jnp.asarray(env.mj_model.actuator_ctrlrange, jnp.float32)
-    render = env.renderer(config.frame_size, config.frame_size)
-
-    @jax.jit
-    def episode(params, obs_stats, reward, key):
-        def one_step(state, _):
-            mean, _ = agent.distribution(params, obs_stats.normalize(state.obs)[None])
-            state = env.step(state, env_action(mean[0], ctrl_range))
-            batch = jax.tree.map(lambda x: x[None], state)
-            frames = render(batch.pipeline_state).rgb
-            value, _ = reward(frames if reward.needs_frames else None, batch)
-            return state, (frames[0], value[0], state.metrics["success"])
-
-        _, out = jax.lax.scan(one_step, env.reset(key), length=env.episode_length)
-        return out
+    run = make_evaluator(env, config.ppo, config.frame_size, config.eval_episodes)
 
     def evaluate(state, reward, run_dir, iteration):
-        params, obs_stats = jax.device_get((state.params, state.obs_stats))
-        frames, rewards, success = jax.device_get(episode(params, obs_stats, reward, jax.random.PRNGKey(iteration)))
-        frames, rewards, success = np.asarray(frames), np.asarray(rewards), np.asarray(success)
-        enlarge = -(-VIDEO_MIN_SIZE // frames.shape[2])  # small training frames: nearest-neighbour zoom
-        frames = frames.repeat(enlarge, axis=1).repeat(enlarge, axis=2)
-        videos = run_dir / "videos"
-        title = f"{config.task} · iteration {iteration}"
-        episode_video(frames, rewards, success, videos / f"iteration_{iteration:06d}.mp4", fps=round(1 / env.dt),
-                      title=title)
-        frame_strip(frames, videos / f"iteration_{iteration:06d}.png", rewards=rewards)
+        metrics, (frames, rewards, success) = run(state.params, state.obs_stats, reward,
+                                                  jax.random.fold_in(jax.random.key(config.seed), iteration))
+        if jax.process_index() == 0:
+            enlarge = -(-VIDEO_MIN_SIZE // frames.shape[2])  # small training frames: nearest-neighbour zoom
+            frames = frames.repeat(enlarge, axis=1).repeat(enlarge, axis=2)
+            videos = run_dir / "videos"
+            title = f"{config.task} · iteration {iteration}"
+            episode_video(frames, rewards, success, videos / f"iteration_{iteration:06d}.mp4",
+                          fps=round(1 / env.dt), title=title)
+            frame_strip(frames, videos / f"iteration_{iteration:06d}.png", rewards=rewards)
+        return metrics
 
     return evaluate
+
+
+class _RewardModelCheck:
+    """Warns once when the reward model's rewards stay uncorrelated with the task's ground truth: the VLM-RM
+    failure users report as "the agent learns nothing" (a model too small, a prompt or look it cannot see)."""
+
+    WINDOW, THRESHOLD = 5, 0.1
+
+    def __init__(self, config: TrainConfig):
+        self.enabled, self.recent, self.warned = config.reward == "clip", [], False
+
+    def __call__(self, metrics: dict) -> str | None:
+        pearson = metrics.get("reward_model/pearson_dense", math.nan)
+        if not self.enabled or self.warned or not math.isfinite(pearson):
+            return None
+        self.recent = (self.recent + [pearson])[-self.WINDOW:]
+        if len(self.recent) < self.WINDOW or max(abs(r) for r in self.recent) >= self.THRESHOLD:
+            return None
+        self.warned = True
+        return (f"warning: the reward model's reward hardly follows the task: its Pearson correlation with the dense "
+                f"ground truth stayed below {self.THRESHOLD} for {self.WINDOW} iterations (last {pearson:+.3f}, "
+                f"ROC-AUC against oracle success {metrics.get('reward_model/auc_success', math.nan):.2f}). A larger "
+                f"CLIP, another prompt or alpha, or the paper look may help; experiments/score_poses.py shows what "
+                f"the model sees in the canonical poses.")

@@ -1,0 +1,137 @@
+"""Learning curves: PPO trains humanoid tasks with a ground-truth reward through the flagship's trainer.
+
+    python benchmarks/learning.py                                     # kneeling, standing, one_leg; 30 min each
+    python benchmarks/learning.py --tasks kneeling --minutes 5        # a quick look
+    python benchmarks/learning.py --rewards dense oracle --out runs/learning
+
+Every run is `rewardax.rl.trainer.train` (the same step, trainer, checkpoints and evaluation as
+`experiments/humanoid_splits.py`) with the ``learning`` preset, stopped after ``--minutes`` of wall time.
+The evaluation (every ``eval_every`` iterations) runs a batch of deterministic episodes and records the oracle
+success on their last frame. Prints one JSON line per run (the curve: env-steps, seconds, success) and writes
+``learning.json`` and ``learning.png`` (success against env-steps, with the rate of a random policy — uniform
+random actions — as a dashed baseline) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import platform
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tyro
+
+import rewardax.envs as envs
+from rewardax.rl.config import presets
+from rewardax.rl.trainer import train
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    tasks: tuple[str, ...] = ("kneeling", "standing", "one_leg")
+    """Tasks to train."""
+    rewards: tuple[str, ...] = ("dense",)
+    """Ground-truth rewards to train with: dense and/or oracle (binary)."""
+    minutes: float = 30.0
+    """Wall-time budget of each run."""
+    num_envs: int = 0
+    """Envs per run (0: the learning preset's)."""
+    seed: int = 0
+    out: str = "runs/learning"
+    """Where the runs, learning.json and learning.png go."""
+    random_episodes: int = 256
+    """Episodes of uniform random actions for the baseline rate."""
+
+
+def random_policy_rate(task: str, episodes: int, seed: int = 0) -> float:
+    """Oracle success on the last frame of episodes with uniform random actions in the actuator range."""
+    env = envs.make(task)
+    low, high = jnp.asarray(env.mj_model.actuator_ctrlrange, jnp.float32).T
+
+    @jax.jit
+    def run(key):
+        reset_key, action_key = jax.random.split(key)
+        state = jax.vmap(env.reset)(jax.random.split(reset_key, episodes))
+
+        def one(state, key):
+            action = jax.random.uniform(key, (episodes, env.action_size), minval=low, maxval=high)
+            return jax.vmap(env.step)(state, action), None
+
+        state, _ = jax.lax.scan(one, state, jax.random.split(action_key, env.episode_length))
+        return state.metrics["success"].mean()
+
+    return float(run(jax.random.key(seed)))
+
+
+def run_one(task: str, reward: str, args: Args, out: pathlib.Path) -> dict:
+    config = presets()["learning"]
+    config = dataclasses.replace(config, task=task, reward=reward, seed=args.seed,
+                                 run_dir=str(out / f"{task}-{reward}"),
+                                 **({"num_envs": args.num_envs} if args.num_envs else {}))
+    deadline = time.perf_counter() + 60 * args.minutes
+    curve = []
+
+    def on_iteration(iteration, metrics):
+        if "eval/success" in metrics:
+            curve.append({"iteration": iteration, "env_steps": metrics["env_steps"],
+                          "seconds": round(60 * args.minutes - (deadline - time.perf_counter()), 1),
+                          "success": metrics["eval/success"], "dense": metrics.get("eval/dense")})
+        if time.perf_counter() > deadline:
+            signal.raise_signal(signal.SIGTERM)  # the trainer saves and stops after this iteration
+
+    summary = train(config, callback=on_iteration)
+    return {"task": task, "reward": reward, "num_envs": config.num_envs, "iterations": summary["iterations"],
+            "final_success": curve[-1]["success"] if curve else None,
+            "best_success": max((p["success"] for p in curve), default=None), "curve": curve}
+
+
+def plot(results: list[dict], baselines: dict[str, float], path: pathlib.Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in results}, key=[r["task"] for r in results].index)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for result in (r for r in results if r["task"] == task):
+            steps = [p["env_steps"] / 1e6 for p in result["curve"]]
+            ax.plot(steps, [p["success"] for p in result["curve"]], marker=".", label=f"{result['reward']} reward")
+        ax.axhline(baselines[task], color="grey", linestyle="--", label="random policy")
+        ax.axhline(0.8, color="green", linestyle=":", linewidth=0.8)
+        ax.set(title=task, xlabel="env-steps (millions)", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("oracle success, last frame\n(deterministic evaluation)")
+    axes[0][-1].legend(loc="upper left", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(args: Args) -> None:
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": __import__("os").cpu_count(),
+               "backend": jax.default_backend(), "devices": jax.device_count()}
+    baselines = {task: random_policy_rate(task, args.random_episodes, args.seed) for task in args.tasks}
+    results = []
+    for task in args.tasks:
+        for reward in args.rewards:
+            result = {**machine, "minutes": args.minutes, "random_policy_success": baselines[task],
+                      **run_one(task, reward, args, out)}
+            print(json.dumps(result), flush=True)
+            results.append(result)
+            (out / "learning.json").write_text(json.dumps(results, indent=1))
+            plot(results, baselines, out / "learning.png",
+                 f"PPO, ground-truth rewards, {args.minutes:g} min per run on {machine['cpus']} CPU cores "
+                 f"({machine['backend']})")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -1,0 +1,52 @@
+"""Evaluation: a batch of deterministic episodes (the policy's mean action), scored by the oracle.
+
+    evaluate = make_evaluator(env, ppo_config, frame_size, episodes=16)
+    metrics, film = evaluate(state.params, state.obs_stats, reward, key)
+
+``metrics``: ``eval/success`` (oracle success on the last frame, the paper's criterion, averaged over episodes),
+``eval/dense`` (dense ground truth on the last frame), ``eval/reward`` (mean reward-model reward over every
+step). ``film``: the first episode's frames, rewards and oracle success, for the video. One compiled program;
+in a multi-process run every process runs it on the same replicated inputs and gets the same numbers.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from brax.envs.base import Env
+
+from rewardax.rl.networks import env_action
+from rewardax.rl.ppo import PPOConfig
+from rewardax.rl import step as rl_step
+
+
+def make_evaluator(env: Env, config: PPOConfig, frame_size: int, episodes: int):
+    agent, _ = rl_step.agent_for(env, config, jax.random.key(0))
+    ctrl_range = jnp.asarray(env.mj_model.actuator_ctrlrange, jnp.float32)
+    render = env.renderer(frame_size, frame_size)
+
+    @jax.jit
+    def run(params, obs_stats, reward, key):
+        def one_step(states, _):
+            mean, _ = agent.distribution(params, obs_stats.normalize(states.obs))
+            states = jax.vmap(env.step)(states, env_action(mean, ctrl_range))
+            if reward.needs_frames:  # the reward model looks at every episode's frame
+                frames = render(states.pipeline_state).rgb
+                value, _ = reward(frames, states)
+                first_frame = frames[0]
+            else:  # only the filmed episode is drawn
+                value, _ = reward(None, states)
+                first_frame = render(jax.tree.map(lambda x: x[:1], states.pipeline_state)).rgb[0]
+            return states, (first_frame, value, states.metrics["success"], states.metrics["dense"])
+
+        states = jax.vmap(env.reset)(jax.random.split(key, episodes))
+        _, (frames, rewards, success, dense) = jax.lax.scan(one_step, states, length=env.episode_length)
+        metrics = {"eval/success": success[-1].mean(), "eval/dense": dense[-1].mean(), "eval/reward": rewards.mean()}
+        return metrics, (frames, rewards[:, 0], success[:, 0])
+
+    def evaluate(params, obs_stats, reward, key):
+        metrics, film = jax.device_get(run(params, obs_stats, reward, key))
+        return {k: float(v) for k, v in metrics.items()}, tuple(np.asarray(x) for x in film)
+
+    return evaluate

@@ -1,0 +1,69 @@
+"""Every preset trains with its real PPO settings (network sizes, rollout lengths) across an episode end.
+
+The presets differ from each other in env counts and CLIP checkpoints, which these tests shrink (4 envs, the
+tiny random CLIP): what stays is everything that met the physics blow-up of issue 7 in its first iteration.
+"""
+
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+
+import pytest
+
+import rewardax.envs as envs
+from rewardax.rl.config import presets
+from rewardax.rl.trainer import train
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "experiments"))
+
+EPISODE = envs.make("kneeling").episode_length
+ACCELERATOR_PRESETS = ("gpu", "tpu", "paper")
+
+
+def iterations_past_an_episode_end(config):
+    return EPISODE // config.ppo.num_steps + 1
+
+
+def logged(run_dir):
+    return [json.loads(line) for line in (pathlib.Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_trained_across_an_episode_end(lines, iterations):
+    assert [m["iteration"] for m in lines] == list(range(1, iterations + 1))
+    assert any(m["episode_end"] > 0 for m in lines), "no episode ended"
+    for m in lines:
+        bad = [k for k, v in m.items() if not k.startswith("reward_model/") and not math.isfinite(v)]
+        assert not bad and m["env/non_finite_resets"] == 0, (m["iteration"], bad)
+
+
+def test_the_accelerator_presets_share_one_ppo_configuration():
+    choices = presets()
+    assert len({choices[name].ppo for name in ACCELERATOR_PRESETS + ("cpu", "learning")}) == 1
+
+
+@pytest.mark.parametrize("name", ["gpu", "learning"])
+def test_preset_trains_across_an_episode_end(name, tmp_path):
+    preset = presets()[name]
+    iterations = iterations_past_an_episode_end(preset)
+    config = dataclasses.replace(preset, clip="random", clip_bfloat16=False, frame_size=16, num_envs=4,
+                                 iterations=iterations, eval_every=0, eval_episodes=2, checkpoint_every=iterations,
+                                 run_dir=str(tmp_path))
+    summary = train(config, progress=False)
+    assert summary["stopped"] == "finished"
+    assert_trained_across_an_episode_end(logged(tmp_path), iterations)
+    assert 0 <= summary["metrics"]["eval/success"] <= 1
+
+
+def test_the_issue_repro_trains(tmp_path):
+    """`python experiments/train.py --preset cpu --reward oracle --task kneeling --num-envs 8 --iterations 2`
+    stopped in its first iteration with non-finite metrics; run long enough to cross an episode end."""
+    import train as train_script
+
+    iterations = iterations_past_an_episode_end(presets()["cpu"])
+    summary = train_script.main(["--preset", "cpu", "--reward", "oracle", "--task", "kneeling", "--num-envs", "8",
+                                 "--iterations", str(iterations), "--eval-episodes", "2", "--frame-size", "32",
+                                 "--run-dir", str(tmp_path)])
+    assert summary["stopped"] == "finished"
+    assert_trained_across_an_episode_end(logged(tmp_path), iterations)

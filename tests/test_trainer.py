@@ -251,3 +251,17 @@ def test_every_preset_is_a_consistent_config(name):
     assert config.num_envs % jax.device_count() == 0
     assert config.ppo.num_steps % config.ppo.minibatches == 0
     assert 0.0 <= config.alpha <= 1.0 and config.task == "splits"
+
+
+def test_a_reward_model_blind_to_the_task_is_reported_once():
+    from rewardax.rl.trainer import _RewardModelCheck
+
+    check = _RewardModelCheck(TrainConfig(reward="clip"))
+    blind = {"reward_model/pearson_dense": 0.02, "reward_model/auc_success": 0.51}
+    warnings = [check(blind) for _ in range(8)]
+    assert warnings[:4] == [None] * 4 and "Pearson correlation" in warnings[4] and warnings[5:] == [None] * 3
+    seeing = _RewardModelCheck(TrainConfig(reward="clip"))
+    assert all(seeing({"reward_model/pearson_dense": r}) is None for r in (0.02, 0.01, 0.4, 0.03, 0.0, 0.05))
+    undefined = _RewardModelCheck(TrainConfig(reward="clip"))
+    assert all(undefined({"reward_model/pearson_dense": float("nan")}) is None for _ in range(8))
+    assert all(_RewardModelCheck(TrainConfig(reward="dense"))(blind) is None for _ in range(8))

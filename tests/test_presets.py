@@ -10,7 +10,6 @@ import math
 import pathlib
 import sys
 
-import pytest
 
 import rewardax.envs as envs
 from rewardax.rl.config import presets
@@ -43,9 +42,10 @@ def test_the_accelerator_presets_share_one_ppo_configuration():
     assert len({choices[name].ppo for name in ACCELERATOR_PRESETS + ("cpu", "learning")}) == 1
 
 
-@pytest.mark.parametrize("name", ["gpu", "learning"])
-def test_preset_trains_across_an_episode_end(name, tmp_path):
-    preset = presets()[name]
+def test_the_accelerator_preset_trains_across_an_episode_end(tmp_path):
+    """gpu stands for tpu and paper (same PPO, asserted above); cpu is the repro below; learning (the dense
+    reward) is what benchmarks/learning.py runs for an hour."""
+    preset = presets()["gpu"]
     iterations = iterations_past_an_episode_end(preset)
     config = dataclasses.replace(preset, clip="random", clip_bfloat16=False, frame_size=16, num_envs=4,
                                  iterations=iterations, eval_every=0, eval_episodes=2, checkpoint_every=iterations,

@@ -131,12 +131,15 @@ def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, va
     Near 0 (Pearson) or 0.5 (AUC) is a reward model that cannot see the task: VLM-RM users' "it learns nothing".
     """
     x, y, w = reward.ravel(), dense.ravel(), valid.ravel()
-    sums = jnp.stack([w.sum(), (w * x).sum(), (w * y).sum(), (w * x * x).sum(), (w * y * y).sum(), (w * x * y).sum()])
-    if axis_name is not None:
-        sums = jax.lax.psum(sums, axis_name)
-    n, sx, sy, sxx, syy, sxy = sums
-    covariance = sxy / n - sx * sy / n**2
-    pearson = covariance / jnp.sqrt((sxx / n - (sx / n) ** 2) * (syy / n - (sy / n) ** 2))
+
+    def total(values):
+        sums = jnp.stack([v.sum() for v in values])
+        return sums if axis_name is None else jax.lax.psum(sums, axis_name)
+
+    n, sx, sy = total([w, w * x, w * y])
+    dx, dy = x - sx / n, y - sy / n  # centred first: CLIP rewards differ by ~0.01 around ~0.25 (float32)
+    sxx, syy, sxy = total([w * dx * dx, w * dy * dy, w * dx * dy])
+    pearson = sxy / jnp.sqrt(sxx * syy)
 
     positive = (success.ravel() > 0.5) & (w > 0)
     negative = (success.ravel() <= 0.5) & (w > 0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 import platform
 import signal
@@ -23,7 +24,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import tyro
 
 import rewardax.envs as envs
@@ -117,7 +117,7 @@ def plot(results: list[dict], baselines: dict[str, float], path: pathlib.Path, t
 def main(args: Args) -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    machine = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": __import__("os").cpu_count(),
+    machine = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
                "backend": jax.default_backend(), "devices": jax.device_count()}
     baselines = {task: random_policy_rate(task, args.random_episodes, args.seed) for task in args.tasks}
     results = []

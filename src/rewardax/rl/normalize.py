@@ -6,7 +6,6 @@ are summed over devices with `lax.psum`, so every device ends with identical sta
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp

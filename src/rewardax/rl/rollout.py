@@ -130,7 +130,6 @@ def rollout(env: Env, policy_fn: PolicyFn, value_fn: ValueFn, reward_fn: RewardF
     With ``axis_name`` the statistics combine every device's envs.
     """
     reset, step = jax.vmap(env.reset), jax.vmap(env.step)
-    num_envs = carry.steps.shape[0]
 
     def one_step(carry: RolloutCarry, _):
         keys, action_keys, reset_keys = _split_each(carry.keys, 3)

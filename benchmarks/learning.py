@@ -1,15 +1,16 @@
 """Learning curves: PPO trains humanoid tasks with a ground-truth reward through the flagship's trainer.
 
-    python benchmarks/learning.py                                     # kneeling, standing, one_leg; 30 min each
+    python benchmarks/learning.py                                     # kneeling, splits, lotus; 30 min each
     python benchmarks/learning.py --tasks kneeling --minutes 5        # a quick look
-    python benchmarks/learning.py --rewards dense oracle --out runs/learning
+    python benchmarks/learning.py --tasks kneeling --rewards oracle   # adds a run to runs/learning
 
-Every run is `rewardax.rl.trainer.train` (the same step, trainer, checkpoints and evaluation as
+Every run is `rewardax.train.train` (the same step, trainer, checkpoints and evaluation as
 `experiments/humanoid_splits.py`) with the ``learning`` preset, stopped after ``--minutes`` of wall time.
 The evaluation (every ``eval_every`` iterations) runs a batch of deterministic episodes and records the oracle
 success on their last frame. Prints one JSON line per run (the curve: env-steps, seconds, success) and writes
 ``learning.json`` and ``learning.png`` (success against env-steps, with the rate of a random policy — uniform
-random actions — as a dashed baseline) into ``--out``.
+random actions — as a dashed baseline) into ``--out``. Runs already in ``--out/learning.json`` are kept (a run
+of the same task and reward is replaced), so the dense and the binary runs can be made in separate sessions.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ import jax.numpy as jnp
 import tyro
 
 import rewardax.envs as envs
-from rewardax.rl.config import presets
-from rewardax.rl.trainer import train
+from rewardax.train.config import presets
+from rewardax.train import train
 
 
 @dataclasses.dataclass(frozen=True)
 class Args:
-    tasks: tuple[str, ...] = ("kneeling", "standing", "one_leg")
+    tasks: tuple[str, ...] = ("kneeling", "splits", "lotus")
     """Tasks to train."""
     rewards: tuple[str, ...] = ("dense",)
     """Ground-truth rewards to train with: dense and/or oracle (binary)."""
@@ -120,14 +121,17 @@ def main(args: Args) -> None:
     machine = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
                "backend": jax.default_backend(), "devices": jax.device_count()}
     baselines = {task: random_policy_rate(task, args.random_episodes, args.seed) for task in args.tasks}
-    results = []
+    saved = out / "learning.json"
+    results = json.loads(saved.read_text()) if saved.exists() else []
+    for result in results:
+        baselines.setdefault(result["task"], result["random_policy_success"])
     for task in args.tasks:
         for reward in args.rewards:
             result = {**machine, "minutes": args.minutes, "random_policy_success": baselines[task],
                       **run_one(task, reward, args, out)}
             print(json.dumps(result), flush=True)
-            results.append(result)
-            (out / "learning.json").write_text(json.dumps(results, indent=1))
+            results = [r for r in results if (r["task"], r["reward"]) != (task, reward)] + [result]
+            saved.write_text(json.dumps(results, indent=1))
             plot(results, baselines, out / "learning.png",
                  f"PPO, ground-truth rewards, {args.minutes:g} min per run on {machine['cpus']} CPU cores "
                  f"({machine['backend']})")

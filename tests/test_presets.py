@@ -12,8 +12,8 @@ import sys
 
 
 import rewardax.envs as envs
-from rewardax.rl.config import presets
-from rewardax.rl.trainer import train
+from rewardax.train.config import presets
+from rewardax.train import train
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "experiments"))
 

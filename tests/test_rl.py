@@ -359,7 +359,9 @@ def test_update_across_devices_equals_one_device_on_the_full_batch():
 
 
 def test_update_names_a_batch_that_does_not_split_into_minibatches():
-    config = rl.PPOConfig(minibatches=3)
-    batch = rl.Batch(*(jnp.zeros((8, 1)),) * 7)
-    with pytest.raises(ValueError, match="minibatches=3 must divide the 8 time steps"):
+    with pytest.raises(ValueError, match=r"minibatches=3 must divide num_steps=8 .*learning_rate must be positive"):
+        rl.PPOConfig(num_steps=8, minibatches=3, learning_rate=-1.0)
+    config = rl.PPOConfig(minibatches=4)
+    batch = rl.Batch(*(jnp.zeros((6, 1)),) * 7)
+    with pytest.raises(ValueError, match="minibatches=4 must divide the 6 time steps"):
         rl.update(None, None, None, None, batch, jax.random.key(0), config)

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,16 +15,16 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from flax import struct
 
 from rewardax.envs import probes
 from rewardax.rewards import EnvReward
 from rewardax.rl import PPOConfig
-from rewardax.rl.config import TrainConfig, presets
-from rewardax.rl.trainer import TrainingDiverged, TrainingStalled, train
-from rewardax.rl.watchdog import GDB_TIMEOUT_S
+from rewardax.train.config import PRESET_NAMES, TrainConfig, presets
+from rewardax.train import CheckpointCorrupt, TrainingDiverged, TrainingStalled, train
+from rewardax.train.checkpoints import Checkpoints
+from rewardax.train.watchdog import GDB_TIMEOUT_S
 
 CONFIG = TrainConfig(reward="oracle", num_envs=8, iterations=4, checkpoint_every=2, eval_every=0,
                      ppo=PPOConfig(learning_rate=3e-3, num_steps=8, minibatches=2, epochs=2, hidden_sizes=(16,),
@@ -36,10 +37,9 @@ def reach(config, run_dir, **kwargs):
 
 
 def restored_params(run_dir):
-    """The latest checkpoint's leaves (flattened)."""
-    with ocp.CheckpointManager((run_dir / "checkpoints").absolute()) as manager:
-        step = manager.latest_step()
-        return step, manager.restore(step)
+    """The latest checkpoint's step and leaves by name."""
+    store = Checkpoints(run_dir / "checkpoints")
+    return store.latest(), store.read()
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +107,82 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
 def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="num_envs=6 must be a positive multiple of the 4 devices"):
         reach(dataclasses.replace(CONFIG, num_envs=6), tmp_path / "run")
-    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
-        reach(dataclasses.replace(CONFIG, alpha=2.0), tmp_path / "run")
-    with pytest.raises(ValueError, match="must divide ppo.num_steps=8"):
-        reach(dataclasses.replace(CONFIG, ppo=dataclasses.replace(CONFIG.ppo, minibatches=3)), tmp_path / "run")
-    with pytest.raises(ValueError, match="unknown env 'cartwheel'"):
+    with pytest.raises(ValueError, match=r"unknown env 'cartwheel'"):
         train(dataclasses.replace(CONFIG, task="cartwheel", run_dir=str(tmp_path / "run")), progress=False)
+    with pytest.raises(Exception, match="/nonexistent/clip"):  # the CLIP is loaded before the run directory exists
+        train(dataclasses.replace(CONFIG, reward="clip", clip="/nonexistent/clip", run_dir=str(tmp_path / "run")),
+              progress=False)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"alpha": 2.0}, r"alpha must be in \[0, 1\]"),
+    ({"frame_size": 0}, "frame_size must be an integer of at least 1, got 0"),
+    ({"eval_episodes": 0, "iterations": -1}, "iterations must be .* eval_episodes must be"),  # every problem at once
+    ({"reward": "clipp"}, "reward must be clip, oracle or dense, got 'clipp'"),
+])
+def test_every_config_value_is_checked_when_the_config_is_made(change, message):
+    with pytest.raises(ValueError, match=f"invalid training config: .*{message}"):
+        dataclasses.replace(CONFIG, **change)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"learning_rate": -1.0}, "learning_rate must be positive, got -1.0"),
+    ({"minibatches": 3}, "minibatches=3 must divide num_steps=8"),
+    ({"gamma": 1.5}, r"gamma must be in \[0, 1\]"),
+    ({"hidden_sizes": (16, 0)}, "hidden_sizes must be one or more positive widths"),
+    ({"activation": "tanhh"}, "activation must name a jax.nn function"),
+])
+def test_every_ppo_value_is_checked_when_the_config_is_made(change, message):
+    with pytest.raises(ValueError, match=f"invalid PPO config: .*{message}"):
+        dataclasses.replace(CONFIG.ppo, **change)
+
+
+def test_a_run_directory_binds_its_config_only_once_it_holds_a_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged):  # fails in iteration 1: config.json written, no checkpoint
+        reach(CONFIG, tmp_path, reward=ScaledEnvReward(jnp.float32(jnp.nan)))
+    assert (tmp_path / "config.json").exists() and not list((tmp_path / "checkpoints").glob("[0-9]*"))
+    corrected = dataclasses.replace(CONFIG, iterations=2, num_envs=4)
+    assert reach(corrected, tmp_path)["iterations"] == 2
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["num_envs"] == 4
+
+
+def test_a_finished_run_is_extended_by_more_iterations(uninterrupted, tmp_path):
+    shutil.copytree(uninterrupted[0], tmp_path, dirs_exist_ok=True)
+    summary = reach(dataclasses.replace(CONFIG, iterations=6), tmp_path)
+    assert summary["iterations"] == 6 and summary["stopped"] == "finished"
+    lines = [json.loads(line)["iteration"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines == [1, 2, 3, 4, 5, 6]
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["iterations"] == 6
+    assert reach(CONFIG, tmp_path)["iterations"] == 6  # asking for fewer iterations than done: nothing to do
+
+
+def overwrite_data_files(checkpoint):
+    files = [f for f in (checkpoint / "state").rglob("*") if f.is_file() and f.parent.name == "d"]
+    assert files
+    rng = np.random.default_rng(0)
+    for f in files:
+        f.write_bytes(rng.integers(0, 256, f.stat().st_size, dtype=np.uint8).tobytes())
+
+
+def test_a_damaged_latest_checkpoint_is_set_aside_for_the_one_before_it(uninterrupted, tmp_path, capsys):
+    shutil.copytree(uninterrupted[0], tmp_path, dirs_exist_ok=True)
+    overwrite_data_files(tmp_path / "checkpoints" / "4")
+    summary = reach(dataclasses.replace(CONFIG, iterations=6), tmp_path)
+    said = capsys.readouterr().err
+    assert f"warning: checkpoint 4 in {tmp_path / 'checkpoints'} is damaged" in said, said
+    assert "resuming from checkpoint 2 instead" in said and (tmp_path / "corrupt" / "4").is_dir()
+    assert summary["iterations"] == 6
+    lines = [json.loads(line)["iteration"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines == [1, 2, 3, 4, 3, 4, 5, 6]  # iterations 3 and 4 were taken again
+
+
+def test_a_run_whose_every_checkpoint_is_damaged_stops_with_one_error(uninterrupted, tmp_path):
+    shutil.copytree(uninterrupted[0], tmp_path, dirs_exist_ok=True)
+    for checkpoint in (tmp_path / "checkpoints").glob("[0-9]*"):
+        overwrite_data_files(checkpoint)
+    with pytest.raises(CheckpointCorrupt, match="every checkpoint in .* is damaged"):
+        reach(CONFIG, tmp_path)
 
 
 class Stall:
@@ -247,6 +316,7 @@ def test_a_second_sigterm_exits_at_once_without_saving(stalling_worker):
 
 @pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", "tpu", "paper"])
 def test_every_preset_is_a_consistent_config(name):
+    assert tuple(presets()) == PRESET_NAMES
     config = presets()[name]
     assert config.num_envs % jax.device_count() == 0
     assert config.ppo.num_steps % config.ppo.minibatches == 0
@@ -254,7 +324,7 @@ def test_every_preset_is_a_consistent_config(name):
 
 
 def test_a_reward_model_blind_to_the_task_is_reported_once():
-    from rewardax.rl.trainer import _RewardModelCheck
+    from rewardax.train.trainer import _RewardModelCheck
 
     check = _RewardModelCheck(TrainConfig(reward="clip"))
     blind = {"reward_model/pearson_dense": 0.02, "reward_model/auc_success": 0.51}

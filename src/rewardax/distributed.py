@@ -41,6 +41,7 @@ import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ _started: dict | None = None
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, local_device_count: int | None = None) -> bool:
+               process_id: int | None = None, local_device_count: int | None = None, required: bool = False) -> bool:
     """Join a multi-process JAX job if this is one; returns whether JAX runs on more than one process.
 
     Settings, first found wins per field: the arguments; ``REWARDAX_COORDINATOR``, ``REWARDAX_NUM_PROCESSES``,
@@ -70,6 +71,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
       local_device_count: CPU backend only: how many (virtual) CPU devices this process exposes
         (``jax_num_cpu_devices``); accelerators always expose their real devices (restrict them with
         ``JAX_LOCAL_DEVICE_IDS`` / ``CUDA_VISIBLE_DEVICES``).
+      required: a multi-process job is expected (``--distributed``): without settings or a recognised
+        cluster, hand over to ``jax.distributed.initialize()``'s own detection, and fail if it finds none.
     """
     coordinator_address = coordinator_address or os.environ.get(ENV_COORDINATOR) or None
     num_processes = _setting(num_processes, "num_processes", ENV_NUM_PROCESSES)
@@ -90,7 +93,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         return True
 
     detected = _cluster_process_count()
-    if detected is None or detected <= 1:
+    if (detected is None or detected <= 1) and not required:
         return False
     _start()  # JAX detects the coordinator, process count and id (and per-process GPUs on SLURM/Open MPI)
     return True
@@ -99,6 +102,30 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
 def is_main_process() -> bool:
     """True on the one process that writes logs, metrics and videos (process 0; the only one when alone)."""
     return jax.process_index() == 0
+
+
+def from_main(text: str, limit: int = 4096) -> str:
+    """Process 0's ``text``, on every process (e.g. a run directory named after process 0's clock)."""
+    if jax.process_count() == 1:
+        return text
+    data = text.encode()
+    if len(data) > limit:
+        raise ValueError(f"{len(data)} bytes is more than the {limit} that from_main shares")
+    shared = multihost_utils.broadcast_one_to_all(np.frombuffer(data.ljust(limit, b"\0"), np.uint8))
+    return bytes(np.asarray(shared)).rstrip(b"\0").decode()
+
+
+def gather(value: int) -> list[int]:
+    """Every process's ``value``, in process order, on every process (all must call it)."""
+    if jax.process_count() == 1:
+        return [int(value)]
+    return [int(v) for v in np.asarray(multihost_utils.process_allgather(np.int32(value))).reshape(-1)]
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches the barrier called ``name`` (nothing to wait for when alone)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 def replicate(tree, mesh_: Mesh):
@@ -162,10 +189,14 @@ def _start(**settings):
     global _started
     try:
         jax.distributed.initialize(**settings)
-    except RuntimeError as error:
+    except (RuntimeError, ValueError) as error:
         if "before any JAX calls" in str(error):
             raise RuntimeError("rewardax.distributed.initialize() must run before any other JAX call (even "
                                "jax.devices()): call it first thing in the program, on every process") from error
+        if not settings:
+            raise RuntimeError(f"--distributed: no multi-process job found ({error}). Set {ENV_COORDINATOR}, "
+                               f"{ENV_NUM_PROCESSES} and {ENV_PROCESS_ID} on every process, or run inside a "
+                               f"cluster JAX recognises (Cloud TPU pod, SLURM, Open MPI)") from error
         raise
     _started = {k: settings[k] for k in ("coordinator_address", "num_processes", "process_id") if k in settings}
     log.info("JAX distributed: process %d of %d", jax.process_index(), jax.process_count())

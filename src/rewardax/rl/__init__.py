@@ -1,7 +1,7 @@
 """Reinforcement learning: networks, running normalisation, rollout, GAE and PPO, as pure JAX functions.
 
 The pieces of one iteration (`rewardax.rl.step` assembles them into the data-parallel training step, and
-`rewardax.rl.trainer` runs that step with checkpoints and logs):
+`rewardax.train` runs that step with checkpoints and logs):
 
     agent, params = init_actor_critic(key, obs_size, action_size, config.hidden_sizes, config.activation)
     optimizer = make_optimizer(config, total_updates)

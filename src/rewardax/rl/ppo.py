@@ -64,11 +64,38 @@ class PPOConfig:
     """Treat the time limit as termination (no bootstrap), as the original VLM-RM code did. Off is correct."""
 
     def __post_init__(self):
+        problems = self.problems()
+        if problems:
+            raise ValueError("invalid PPO config: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values, each with what would be right (empty: nothing)."""
+        problems = []
         if self.lr_schedule not in ("constant", "linear", "cosine"):
-            raise ValueError(f"lr_schedule must be constant, linear or cosine, got {self.lr_schedule!r}")
+            problems.append(f"lr_schedule must be constant, linear or cosine, got {self.lr_schedule!r}")
         for name in ("epochs", "minibatches", "num_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not problems and self.num_steps % self.minibatches:
+            problems.append(f"minibatches={self.minibatches} must divide num_steps={self.num_steps} (each minibatch "
+                            f"holds num_steps / minibatches time steps of every env)")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be positive, got {self.learning_rate!r} (a negative one ascends "
+                            f"the loss)")
+        for name, low, high in (("gamma", 0.0, 1.0), ("gae_lambda", 0.0, 1.0)):
+            if not low <= getattr(self, name) <= high:
+                problems.append(f"{name} must be in [{low:g}, {high:g}], got {getattr(self, name)!r}")
+        for name in ("clip_eps", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("vf_coef", "ent_coef"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name} must be at least 0, got {getattr(self, name)!r}")
+        if not self.hidden_sizes or any(not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
+            problems.append(f"hidden_sizes must be one or more positive widths, got {self.hidden_sizes!r}")
+        if not callable(getattr(jax.nn, self.activation, None)):
+            problems.append(f"activation must name a jax.nn function (tanh, relu, silu, ...), got {self.activation!r}")
+        return problems
 
 
 @struct.dataclass

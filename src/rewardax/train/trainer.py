@@ -2,18 +2,25 @@
 
     summary = train(presets()["smoke"])
 
-- The run directory holds config.json (with the git revision), metrics.jsonl, TensorBoard events (tb/),
-  orbax checkpoints (checkpoints/, the last few kept, written asynchronously) and evaluation videos.
+- Every value is checked and the reward model built before the run directory is touched: a start that
+  fails leaves nothing behind. The run directory holds config.json (with the git revision), metrics.jsonl,
+  TensorBoard events (tb/), checkpoints (`rewardax.train.checkpoints`: by name, verified, the last few kept,
+  written asynchronously) and evaluation videos.
 - Resuming is exact: the checkpoint holds the agent, optimiser, normalisers, keys and every env's
   physics state, so an interrupted run continued from its checkpoint takes the same steps as one that
-  never stopped. A run directory written with a different config is refused, and nothing is overwritten.
+  never stopped. Once a run directory holds a checkpoint, it is bound to its config: another config is
+  refused (nothing is overwritten), except the fields in `RESUMABLE_CHANGES`; a larger ``iterations``
+  extends a run. A damaged latest checkpoint is set aside, with a warning, for the one before it.
+- Many processes, one run: every process of a job calls `train` with the same config (checked); process 0
+  names the run directory and writes the logs, checkpoints are written and restored collectively,
+  evaluation runs on all of them, and a signal to any process stops all of them after the same iteration.
 - SIGTERM/SIGINT (preemptible TPU VMs, Ctrl-C) finish the current iteration, save, and return normally; a
   second one ends the process at once, without saving.
-- Every iteration and evaluation runs under `rewardax.rl.watchdog`: one far slower than its limit (a hang)
-  stops the run with `TrainingStalled`, every thread's Python and native stacks in ``stall-<iteration>.txt``.
+- Every iteration and evaluation runs under `rewardax.train.watchdog`: one far slower than its limit (a hang,
+  or a process of the job that died) stops the run with `TrainingStalled`, every thread's Python and native
+  stacks in ``stall-<iteration>.txt``.
 - A non-finite loss or parameter stops the run with `TrainingDiverged`; the bad state is not saved.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -27,23 +34,22 @@ import pathlib
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import orbax.checkpoint as ocp
 from brax.envs.base import Env
 from tqdm import tqdm
 
 import rewardax.envs as envs
 from rewardax import distributed
 from rewardax.rewards import ClipReward, DenseReward, OracleReward
-from rewardax.rewards.clip import check_alpha
 from rewardax.rl import step as rl_step
-from rewardax.rl.config import RESUMABLE_CHANGES, TrainConfig
-from rewardax.rl.watchdog import TrainingStalled, Watchdog
+from rewardax.train.checkpoints import Checkpoints
+from rewardax.train.config import RESUMABLE_CHANGES, TrainConfig
+from rewardax.train.watchdog import TrainingStalled, Watchdog
 
 __all__ = ["TrainingDiverged", "TrainingStalled", "train"]
 
@@ -61,60 +67,68 @@ def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progr
 
     ``callback(iteration, metrics)`` runs on the host after every iteration (custom logging, early stops by
     raising a signal). Returns a summary: run directory, iterations done, last metrics, why it stopped.
+    In a multi-process job every process calls it with the same config (it joins the job first).
     """
-    if config.distributed:
-        distributed.initialize()
+    distributed.initialize(required=config.distributed)
     mesh = rl_step.mesh()
-    # Validate everything before touching the disk.
-    env = envs.make(config.task, look=config.look) if env is None else env
+    # Everything is checked, and the reward model built, before the run directory is touched.
     rl_step.check_num_envs(config.num_envs, mesh)
-    check_alpha(config.alpha)
-    if config.ppo.num_steps % config.ppo.minibatches:
-        raise ValueError(f"ppo.minibatches={config.ppo.minibatches} must divide ppo.num_steps={config.ppo.num_steps}")
     if config.wandb and importlib.util.find_spec("wandb") is None:
         raise ValueError("--wandb needs the wandb package: pip install wandb (then wandb login)")
-    run_dir = _run_dir(config)
-    main = jax.process_index() == 0
-    if main:
-        _write_config(run_dir, config)
+    _check_same_config_everywhere(config)
+    env = envs.make(config.task, look=config.look) if env is None else env
     # Placed on every device once, instead of being copied there by every step.
-    reward = distributed.replicate(_reward(config, env, run_dir) if reward is None else reward, mesh)
+    reward = distributed.replicate(_reward(config, env) if reward is None else reward, mesh)
+    run_dir = pathlib.Path(distributed.from_main(str(_run_dir(config))))
+    main = distributed.is_main_process()
 
     total_updates = config.iterations * config.ppo.epochs * config.ppo.minibatches
     state, batch = rl_step.init(env, jax.random.PRNGKey(config.seed), config.ppo, config.num_envs, total_updates, mesh)
-    manager = ocp.CheckpointManager(
-        (run_dir / "checkpoints").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+    store = Checkpoints(run_dir / "checkpoints", config.keep_checkpoints)
     start = 0
-    if config.resume and manager.latest_step() is not None:
-        start = manager.latest_step()
-        state, batch = _restore(manager, start, (state, batch))
+    if store.latest() is not None:  # the run directory is bound to its config once it holds a checkpoint
+        if not config.resume:
+            raise ValueError(f"{run_dir} holds a run (checkpoints up to iteration {store.latest()}) and resume is "
+                             f"off: choose another --run-dir, or resume it. Nothing was changed.")
+        _check_resumable(run_dir, config)
+        restored = store.restore_latest((state, batch))
+        if restored is not None:
+            start, (state, batch) = restored
+    distributed.barrier("run directory checked")  # every process has read it before process 0 writes
+    if main:
+        _write_config(run_dir, config)
     train_step = rl_step.make_train_step(env, config.ppo, config.num_envs, total_updates, config.frame_size,
                                          config.scale_reward, mesh)
-    evaluate = _evaluator(env, config) if getattr(env, "mj_model", None) is not None else None
+    evaluate = _evaluator(env, config, mesh) if getattr(env, "mj_model", None) is not None else None
     check_reward_model = _RewardModelCheck(config)
 
     def save(iteration):
-        manager.save(iteration, args=ocp.args.StandardSave(_saveable((state, batch))))
+        store.save(iteration, (state, batch))
 
     def on_stall():
         # With one process, a pending save only writes host copies of an earlier state to disk; with several,
         # it ends with a barrier that is a device computation, queued behind the stuck one.
         if jax.process_count() == 1:
-            manager.wait_until_finished()
-        return _kept(manager, run_dir)
+            store.wait()
+        return _kept(store)
 
-    watch_steps, watch_evals = Watchdog(config, on_stall), Watchdog(config, on_stall)
+    watch_steps, watch_evals, watch_stops = (Watchdog(config, on_stall) for _ in range(3))
 
     def evaluate_now(iteration):
         return watch_evals(lambda: evaluate(state, reward, run_dir, iteration),
                            f"evaluation after iteration {iteration}", run_dir / f"stall-evaluation-{iteration}.txt")
 
+    def stop_asked(signals, iteration):
+        """The signal any process received (all processes stop after the same iteration), or None."""
+        asked = watch_stops(lambda: distributed.gather(signal.Signals[signals.received] if signals.received else 0),
+                            f"the processes' agreement after iteration {iteration}", run_dir / f"stall-{iteration}.txt")
+        return next((signal.Signals(s).name for s in asked if s), None)
+
     env_steps_per_iteration = config.num_envs * config.ppo.num_steps
     stop_reason, metrics = "finished", {}
-    with _Logger(run_dir, config, enabled=main) as log, _StopOnSignal(lambda: _kept(manager, run_dir)) as signals, \
-            tqdm(total=config.iterations, initial=start, disable=not (progress and main), unit="it",
-                 desc=f"{config.task}") as bar:
+    with _Logger(run_dir, config, enabled=main) as log, _StopOnSignal(lambda: _kept(store)) as signals, \
+            tqdm(total=config.iterations, initial=min(start, config.iterations), disable=not (progress and main),
+                 unit="it", desc=f"{config.task}") as bar:
         iteration = start
         while iteration < config.iterations:
             began = time.perf_counter()
@@ -124,10 +138,10 @@ def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progr
             # The reward-model agreement is NaN where undefined (no success yet), not a sign of divergence.
             bad = sorted(k for k, v in metrics.items() if not math.isfinite(v) and not k.startswith("reward_model/"))
             if bad:
-                manager.wait_until_finished()
+                store.wait()
                 raise TrainingDiverged(
                     f"iteration {iteration + 1}: non-finite {', '.join(bad)}; the run stopped and the last good "
-                    f"checkpoint (iteration {manager.latest_step()}) in {run_dir / 'checkpoints'} is kept. Lower "
+                    f"checkpoint (iteration {store.latest()}) in {store.directory} is kept. Lower "
                     f"the learning rate or check the reward model's outputs.")
             state, batch, iteration = new_state, new_batch, iteration + 1
             seconds = time.perf_counter() - began
@@ -143,14 +157,15 @@ def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progr
             warning = check_reward_model(metrics)
             if warning and main:
                 tqdm.write(warning, file=sys.stderr)
-            if signals.received:
-                stop_reason = f"signal {signals.received}"
+            stop = stop_asked(signals, iteration)
+            if stop:
+                stop_reason = f"signal {stop}"
                 break
             if iteration % config.checkpoint_every == 0:
                 save(iteration)
-        if manager.latest_step() != iteration:
+        if store.latest() != iteration:
             save(iteration)
-        manager.wait_until_finished()
+        store.wait()
     return {"run_dir": str(run_dir), "iterations": iteration, "stopped": stop_reason, "metrics": metrics}
 
 
@@ -171,24 +186,11 @@ def _run_step(train_step, state, batch, reward):
     return state, batch, {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-def _kept(manager: ocp.CheckpointManager, run_dir: pathlib.Path) -> str:
+def _kept(store: Checkpoints) -> str:
     """Names the newest complete checkpoint: one still being written would be lost if the process ended now."""
-    steps = manager.all_steps()[:-1] if manager.is_saving_in_progress() else manager.all_steps()
-    where = run_dir / "checkpoints"
+    steps = store.steps()[:-1] if store.saving() else store.steps()
+    where = store.directory
     return f"the last checkpoint (iteration {steps[-1]}) in {where} is kept" if steps else f"no checkpoint in {where}"
-
-
-def _saveable(tree) -> dict:
-    """The non-empty leaves of ``tree`` by position (orbax cannot store zero-size arrays, and MJX data has
-    some, e.g. ``act`` for a model without activations)."""
-    return {str(i): leaf for i, leaf in enumerate(jax.tree.leaves(tree)) if np.size(leaf)}
-
-
-def _restore(manager: ocp.CheckpointManager, step: int, template):
-    """``template`` (a freshly initialised state: shapes, dtypes, shardings) filled from checkpoint ``step``."""
-    saved = manager.restore(step, args=ocp.args.StandardRestore(_saveable(template)))
-    leaves, treedef = jax.tree.flatten(template)
-    return jax.tree.unflatten(treedef, [saved.get(str(i), leaf) for i, leaf in enumerate(leaves)])
 
 
 def _run_dir(config: TrainConfig) -> pathlib.Path:
@@ -201,20 +203,46 @@ def _comparable(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
 
 
-def _write_config(run_dir: pathlib.Path, config: TrainConfig) -> None:
-    """config.json with the git revision; refuse a run directory written with a different config."""
+def _as_json(config: TrainConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    a, b = _comparable(a), _comparable(b)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _check_same_config_everywhere(config: TrainConfig) -> None:
+    """Every process of a job must run the same config; all of them raise together if one differs."""
+    if jax.process_count() == 1:
+        return
+    mine = _as_json(config)
+    main = json.loads(distributed.from_main(json.dumps(mine), limit=1 << 16))
+    agree = distributed.gather(not _differences(main, mine))
+    if not all(agree):
+        others = [i for i, same in enumerate(agree) if not same]
+        raise ValueError(f"process(es) {others} run another config than process 0"
+                         + (f" ({', '.join(_differences(main, mine))} differ here)" if not agree[jax.process_index()]
+                            else "") + ": start every process with the same command")
+
+
+def _check_resumable(run_dir: pathlib.Path, config: TrainConfig) -> None:
+    """Refuse to resume a run with a config that would change the steps it takes."""
     path = run_dir / "config.json"
-    resolved = json.loads(json.dumps(dataclasses.asdict(config)))
-    if path.exists():
-        saved = json.loads(path.read_text())["config"]
-        changed = sorted(k for k in set(_comparable(saved)) | set(_comparable(resolved))
-                         if saved.get(k) != resolved.get(k))
-        if changed:
-            raise ValueError(f"{run_dir} holds a run with a different config ({', '.join(changed)} differ); "
-                             f"choose another --run-dir or resume with the same settings. Nothing was changed.")
+    if not path.exists():
+        return
+    changed = _differences(json.loads(path.read_text())["config"], _as_json(config))
+    if changed:
+        raise ValueError(f"{run_dir} holds a run with a different config ({', '.join(changed)} differ); "
+                         f"choose another --run-dir or resume with the same settings. Nothing was changed.")
+
+
+def _write_config(run_dir: pathlib.Path, config: TrainConfig) -> None:
+    """config.json with the git revision (a run directory without a checkpoint takes the new config)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"config": resolved, "git_revision": _git_revision(),
-                                "devices": jax.device_count(), "backend": jax.default_backend()}, indent=2))
+    (run_dir / "config.json").write_text(json.dumps(
+        {"config": _as_json(config), "git_revision": _git_revision(), "devices": jax.device_count(),
+         "processes": jax.process_count(), "backend": jax.default_backend()}, indent=2))
 
 
 def _git_revision() -> str | None:
@@ -225,17 +253,19 @@ def _git_revision() -> str | None:
         return None
 
 
-def _reward(config: TrainConfig, env, run_dir: pathlib.Path):
+def _reward(config: TrainConfig, env):
     if config.reward == "oracle":
         return OracleReward(env.task)
     if config.reward == "dense":
         return DenseReward(env.task)
     from rewardax.models import load_clip, write_random_clip
 
-    source = config.clip
-    if source == "random":  # deterministic (seed 0), so a resumed smoke run scores frames the same way
-        source = write_random_clip(run_dir / "tiny-random-clip")
-    model, tokenizer = load_clip(source, jnp.bfloat16 if config.clip_bfloat16 else jnp.float32)
+    dtype = jnp.bfloat16 if config.clip_bfloat16 else jnp.float32
+    if config.clip == "random":  # deterministic (seed 0): a resumed smoke run scores frames the same way
+        with tempfile.TemporaryDirectory(prefix="rewardax-random-clip-") as directory:
+            model, tokenizer = load_clip(write_random_clip(pathlib.Path(directory)), dtype)
+    else:
+        model, tokenizer = load_clip(config.clip, dtype)
     return ClipReward.create(model, tokenizer, env.task.goal, env.task.baseline, config.alpha)
 
 
@@ -308,7 +338,7 @@ class _Logger:
                 self.wandb.finish()
 
 
-def _evaluator(env, config: TrainConfig):
+def _evaluator(env, config: TrainConfig, mesh):
     """A batch of deterministic episodes (`rewardax.rl.evaluate`) on every process: their metrics, and on the
     main process the first episode as an mp4 with the reward curve and a PNG strip."""
     from rewardax.eval.video import episode_video, frame_strip
@@ -317,8 +347,8 @@ def _evaluator(env, config: TrainConfig):
     run = make_evaluator(env, config.ppo, config.frame_size, config.eval_episodes)
 
     def evaluate(state, reward, run_dir, iteration):
-        metrics, (frames, rewards, success) = run(state.params, state.obs_stats, reward,
-                                                  jax.random.fold_in(jax.random.key(config.seed), iteration))
+        key = distributed.replicate(jax.random.fold_in(jax.random.key(config.seed), iteration), mesh)
+        metrics, (frames, rewards, success) = run(state.params, state.obs_stats, reward, key)
         if jax.process_index() == 0:
             enlarge = -(-VIDEO_MIN_SIZE // frames.shape[2])  # small training frames: nearest-neighbour zoom
             frames = frames.repeat(enlarge, axis=1).repeat(enlarge, axis=2)

@@ -18,6 +18,8 @@ from typing import Literal
 
 import jax
 
+from rewardax import distributed
+from rewardax.rewards.clip import check_alpha
 from rewardax.rl.ppo import PPOConfig
 
 PAPER_CLIP = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
@@ -84,7 +86,9 @@ class TrainConfig:
     wandb: bool = False
     """Also log to Weights & Biases (needs the wandb package and a login)."""
     distributed: bool = False
-    """Call jax.distributed.initialize() (multi-host TPU pods / GPU nodes; also auto-detected from env vars)."""
+    """Require a multi-process job (TPU pods, GPU nodes): join it through JAX's own cluster detection and stop
+    with an error if there is none. Without it, a job described by REWARDAX_* variables or one JAX recognises
+    (Cloud TPU, SLURM, Open MPI, Kubernetes) is joined anyway; a single process runs alone."""
     watchdog_first_s: float = 1800.0
     """Seconds the first iteration of a process (it compiles) may take before TrainingStalled stops it (0: no limit)."""
     watchdog_factor: float = 10.0
@@ -92,14 +96,48 @@ class TrainConfig:
     watchdog_min_s: float = 120.0
     """The smallest time limit of a later iteration, in seconds (short iterations vary a lot on a busy host)."""
 
+    def __post_init__(self):
+        problems = self.problems()
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
 
-# Fields that may differ when resuming a run (they do not change what is computed; the iteration count
-# does, through the learning-rate schedule).
-RESUMABLE_CHANGES = ("run_dir", "resume", "checkpoint_every", "keep_checkpoints", "eval_every", "wandb",
-                     "distributed", "watchdog_first_s", "watchdog_factor", "watchdog_min_s")
+    def problems(self) -> list[str]:
+        """What is wrong with these values, each with what would be right (empty: nothing). The env count's
+        split over the devices is checked when the run starts (`rewardax.rl.step.check_num_envs`), the task and
+        look by `rewardax.envs.make`, the CLIP checkpoint by loading it: all before the run directory is touched."""
+        problems = []
+        if self.reward not in ("clip", "oracle", "dense"):
+            problems.append(f"reward must be clip, oracle or dense, got {self.reward!r}")
+        try:
+            check_alpha(self.alpha)
+        except ValueError as error:
+            problems.append(str(error))
+        for name, low in (("frame_size", 1), ("num_envs", 1), ("iterations", 1), ("checkpoint_every", 1),
+                          ("keep_checkpoints", 1), ("eval_every", 0), ("eval_episodes", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                problems.append(f"{name} must be an integer of at least {low}, got {value!r}")
+        for name in ("watchdog_first_s", "watchdog_factor", "watchdog_min_s"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name} must be at least 0 (0: no limit), got {getattr(self, name)!r}")
+        return problems
+
+
+RESUMABLE_CHANGES = ("iterations", "run_dir", "resume", "checkpoint_every", "keep_checkpoints", "eval_every",
+                     "eval_episodes", "wandb", "distributed", "watchdog_first_s", "watchdog_factor", "watchdog_min_s")
+"""Fields that may differ when a run resumes. They do not change the steps already taken; ``iterations``
+extends (or shortens) the run, and with a ``linear`` or ``cosine`` learning-rate schedule the step size of the
+remaining updates then follows the schedule over the new total (the optimiser's step count is kept), so it
+jumps up when a decayed run is extended. The constant schedule of the presets is unaffected."""
+
+
+PRESET_NAMES = ("smoke", "cpu", "gpu", "tpu", "paper", "learning")
 
 
 def presets() -> dict[str, TrainConfig]:
+    """The named presets, sized for the devices of the whole job: it joins a multi-process job first
+    (`rewardax.distributed.initialize`: a no-op for one process), as the device count is only known then."""
+    distributed.initialize()
     base = TrainConfig()
     devices = jax.device_count()
     return {

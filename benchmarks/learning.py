@@ -91,6 +91,9 @@ def run_one(task: str, reward: str, args: Args, out: pathlib.Path) -> dict:
             "best_success": max((p["success"] for p in curve), default=None), "curve": curve}
 
 
+REWARD_COLOURS = {"dense": "C0", "oracle": "C1"}
+
+
 def plot(results: list[dict], baselines: dict[str, float], path: pathlib.Path, title: str) -> None:
     import matplotlib
 
@@ -102,13 +105,17 @@ def plot(results: list[dict], baselines: dict[str, float], path: pathlib.Path, t
     for ax, task in zip(axes[0], tasks):
         for result in (r for r in results if r["task"] == task):
             steps = [p["env_steps"] / 1e6 for p in result["curve"]]
-            ax.plot(steps, [p["success"] for p in result["curve"]], marker=".", label=f"{result['reward']} reward")
+            ax.plot(steps, [p["success"] for p in result["curve"]], marker=".", label=f"{result['reward']} reward",
+                    color=REWARD_COLOURS.get(result["reward"]))
         ax.axhline(baselines[task], color="grey", linestyle="--", label="random policy")
         ax.axhline(0.8, color="green", linestyle=":", linewidth=0.8)
         ax.set(title=task, xlabel="env-steps (millions)", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("oracle success, last frame\n(deterministic evaluation)")
-    axes[0][-1].legend(loc="upper left", fontsize=8)
+    legend = {}  # every series of every panel, once
+    for ax in axes[0]:
+        legend.update(zip(ax.get_legend_handles_labels()[1], ax.get_legend_handles_labels()[0]))
+    axes[0][-1].legend(legend.values(), legend.keys(), loc="upper left", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

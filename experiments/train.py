@@ -16,12 +16,15 @@ import dataclasses
 import json
 import os
 import sys
+import traceback
 
+import jax
 import tyro
 
 from rewardax import distributed
 from rewardax.models import CheckpointError, CheckpointNotFoundError
-from rewardax.train import CheckpointCorrupt, TrainConfig, TrainingDiverged, TrainingStalled, default_preset, presets, train
+from rewardax.train import (CheckpointCorrupt, ProcessLost, TrainConfig, TrainingDiverged, TrainingStalled,
+                            default_preset, presets, train)
 from rewardax.train.config import PRESET_NAMES
 
 
@@ -43,14 +46,30 @@ def main(argv: list[str] | None = None, task: str | None = None) -> dict:
         # The stuck computation still holds a thread inside XLA: a normal interpreter exit would abort on it.
         print(f"error: {error}", file=sys.stderr, flush=True)
         os._exit(1)
-    except (ValueError, CheckpointError, CheckpointNotFoundError, CheckpointCorrupt, TrainingDiverged) as error:
+    except (ValueError, CheckpointError, CheckpointNotFoundError, CheckpointCorrupt, TrainingDiverged,
+            ProcessLost) as error:
         print(f"error: {error}", file=sys.stderr)
         if isinstance(error, CheckpointNotFoundError) and preset != "smoke":
             print("hint: --preset smoke trains with a tiny random CLIP written locally (no download).",
                   file=sys.stderr)
-        sys.exit(1)
+        _exit(1)
+    except Exception:
+        if jax.process_count() == 1:
+            raise
+        traceback.print_exc()
+        _exit(1)
     print(json.dumps(summary))
     return summary
+
+
+def _exit(code: int):
+    """Exit; in a multi-process job at once: a normal exit waits (minutes) at JAX's shutdown barrier for the
+    other processes, which may be the ones that failed. They stop too: their next collective fails."""
+    if jax.process_count() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

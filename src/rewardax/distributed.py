@@ -200,6 +200,14 @@ def _start(**settings):
         raise
     _started = {k: settings[k] for k in ("coordinator_address", "num_processes", "process_id") if k in settings}
     log.info("JAX distributed: process %d of %d", jax.process_index(), jax.process_count())
+    if jax.process_count() > 1 and jax.default_backend() == "cpu" and jax.config.jax_enable_compilation_cache:
+        # The CPU backend's cache keys differ per process and only process 0 writes entries, so process 0 would
+        # run a cached executable and the others a fresh compile of the same program, which may order its
+        # independent collectives differently: gloo then deadlocks (seen with jaxlib 0.10.2). Fresh compiles
+        # everywhere agree. (jax_share_binary_between_hosts waits on the per-process key forever on CPU.)
+        jax.config.update("jax_enable_compilation_cache", False)
+        log.warning("multi-process CPU job: the persistent compilation cache is off (its executables would differ "
+                    "between processes)")
 
 
 def _check_agrees(coordinator_address, num_processes, process_id):

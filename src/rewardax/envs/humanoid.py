@@ -62,7 +62,9 @@ class Humanoid(Env):
         self.config = config
         self.task = get_task(config.task)
         self.mj_model: mujoco.MjModel = humanoid_model(config.look)
-        self.sys: mjx.Model = mjx.put_model(self.mj_model)
+        # On this process's first device: MJX's default, jax.devices()[0], belongs to process 0 of a multi-process
+        # job, so the other processes could not use the model.
+        self.sys: mjx.Model = mjx.put_model(self.mj_model, device=jax.local_devices()[0])
         self._torso = mujoco.mj_name2id(self.mj_model, mujoco.mjtObj.mjOBJ_BODY, "torso")
         self._ctrl_range = jnp.asarray(self.mj_model.actuator_ctrlrange, jnp.float32)
 

@@ -107,9 +107,10 @@ def _fingerprints(leaves: dict[str, jax.Array]) -> dict[str, jax.Array]:
 
 def fingerprints(tree) -> dict[str, int]:
     """Every stored leaf's fingerprint, on the host (the same on every process)."""
-    prints = _fingerprints(_stored(tree))
-    return {name: int(np.asarray(value if value.is_fully_addressable else multihost_utils.process_allgather(value))
-                      .reshape(-1)[0]) for name, value in prints.items()}
+    def host(value):
+        return value if value.is_fully_addressable else multihost_utils.process_allgather(value, tiled=True)
+
+    return {name: int(np.asarray(host(value)).reshape(-1)[0]) for name, value in _fingerprints(_stored(tree)).items()}
 
 
 class Checkpoints:

@@ -51,7 +51,7 @@ from rewardax.train.checkpoints import Checkpoints
 from rewardax.train.config import RESUMABLE_CHANGES, TrainConfig
 from rewardax.train.watchdog import TrainingStalled, Watchdog
 
-__all__ = ["TrainingDiverged", "TrainingStalled", "train"]
+__all__ = ["ProcessLost", "TrainingDiverged", "TrainingStalled", "train"]
 
 
 VIDEO_MIN_SIZE = 160  # evaluation videos are enlarged to at least this width to stay legible
@@ -59,6 +59,10 @@ VIDEO_MIN_SIZE = 160  # evaluation videos are enlarged to at least this width to
 
 class TrainingDiverged(RuntimeError):
     """A loss or parameter became NaN or infinite."""
+
+
+class ProcessLost(RuntimeError):
+    """A collective of a multi-process job failed: another process died or was stopped."""
 
 
 def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progress: bool = True,
@@ -129,40 +133,54 @@ def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progr
     with _Logger(run_dir, config, enabled=main) as log, _StopOnSignal(lambda: _kept(store)) as signals, \
             tqdm(total=config.iterations, initial=min(start, config.iterations), disable=not (progress and main),
                  unit="it", desc=f"{config.task}") as bar:
+        def loop():
+            nonlocal state, batch, metrics, iteration, stop_reason
+            while iteration < config.iterations:
+                began = time.perf_counter()
+                new_state, new_batch, metrics = watch_steps(
+                    functools.partial(_run_step, train_step, state, batch, reward), f"iteration {iteration + 1}",
+                    run_dir / f"stall-{iteration + 1}.txt")
+                # The reward-model agreement is NaN where undefined (no success yet), not a sign of divergence.
+                bad = sorted(k for k, v in metrics.items()
+                             if not math.isfinite(v) and not k.startswith("reward_model/"))
+                if bad:
+                    store.wait()
+                    raise TrainingDiverged(
+                        f"iteration {iteration + 1}: non-finite {', '.join(bad)}; the run stopped and the last good "
+                        f"checkpoint (iteration {store.latest()}) in {store.directory} is kept. Lower "
+                        f"the learning rate or check the reward model's outputs.")
+                state, batch, iteration = new_state, new_batch, iteration + 1
+                seconds = time.perf_counter() - began
+                metrics.update(iteration=iteration, env_steps=iteration * env_steps_per_iteration,
+                               env_steps_per_s=env_steps_per_iteration / seconds)
+                if evaluate and ((config.eval_every and iteration % config.eval_every == 0)
+                                 or iteration == config.iterations):
+                    metrics.update(evaluate_now(iteration))
+                log.scalars(metrics)
+                if callback is not None:
+                    callback(iteration, metrics)
+                bar.update(1)
+                bar.set_postfix(_progress(metrics))
+                warning = check_reward_model(metrics)
+                if warning and main:
+                    tqdm.write(warning, file=sys.stderr)
+                stop = stop_asked(signals, iteration)
+                if stop:
+                    stop_reason = f"signal {stop}"
+                    return
+                if iteration % config.checkpoint_every == 0:
+                    save(iteration)
+
         iteration = start
-        while iteration < config.iterations:
-            began = time.perf_counter()
-            new_state, new_batch, metrics = watch_steps(
-                functools.partial(_run_step, train_step, state, batch, reward), f"iteration {iteration + 1}",
-                run_dir / f"stall-{iteration + 1}.txt")
-            # The reward-model agreement is NaN where undefined (no success yet), not a sign of divergence.
-            bad = sorted(k for k, v in metrics.items() if not math.isfinite(v) and not k.startswith("reward_model/"))
-            if bad:
-                store.wait()
-                raise TrainingDiverged(
-                    f"iteration {iteration + 1}: non-finite {', '.join(bad)}; the run stopped and the last good "
-                    f"checkpoint (iteration {store.latest()}) in {store.directory} is kept. Lower "
-                    f"the learning rate or check the reward model's outputs.")
-            state, batch, iteration = new_state, new_batch, iteration + 1
-            seconds = time.perf_counter() - began
-            metrics.update(iteration=iteration, env_steps=iteration * env_steps_per_iteration,
-                           env_steps_per_s=env_steps_per_iteration / seconds)
-            if evaluate and ((config.eval_every and iteration % config.eval_every == 0) or iteration == config.iterations):
-                metrics.update(evaluate_now(iteration))
-            log.scalars(metrics)
-            if callback is not None:
-                callback(iteration, metrics)
-            bar.update(1)
-            bar.set_postfix(_progress(metrics))
-            warning = check_reward_model(metrics)
-            if warning and main:
-                tqdm.write(warning, file=sys.stderr)
-            stop = stop_asked(signals, iteration)
-            if stop:
-                stop_reason = f"signal {stop}"
-                break
-            if iteration % config.checkpoint_every == 0:
-                save(iteration)
+        try:
+            loop()
+        except jax.errors.JaxRuntimeError as error:
+            if jax.process_count() == 1:
+                raise
+            raise ProcessLost(
+                f"iteration {iteration + 1}: a collective across the job's processes failed "
+                f"({str(error).splitlines()[0][:200]}): another process has died or stopped; its log says why. "
+                f"Rerun every process with the same command to resume ({_kept(store)}).") from error
         if store.latest() != iteration:
             save(iteration)
         store.wait()
@@ -326,7 +344,8 @@ class _Logger:
         self.jsonl.write(json.dumps(metrics) + "\n")
         self.jsonl.flush()
         for name, value in metrics.items():
-            self.tensorboard.add_scalar(name, value, step)
+            if math.isfinite(value):  # undefined values (e.g. AUC before any success) stay in metrics.jsonl only
+                self.tensorboard.add_scalar(name, value, step)
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
 

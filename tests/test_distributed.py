@@ -111,6 +111,14 @@ def one_process_run(tmp_path_factory):
     return run
 
 
+def test_the_flagship_smoke_run_leaves_checkpoints_logs_tensorboard_and_a_video(one_process_run):
+    run = one_process_run
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == ["3", "4", "5"]
+    assert logged_iterations(run) == [1, 2, 3, 4, 5]
+    assert any((run / "tb").iterdir())
+    assert (run / "videos" / f"iteration_{ITERATIONS:06d}.mp4").stat().st_size > 0
+
+
 @pytest.mark.timeout(1200)
 def test_two_processes_run_the_flagship_like_one_and_stop_and_resume_together(one_process_run, tmp_path):
     assert jax.device_count() == PROCESSES * DEVICES_EACH, "tests run with 4 virtual CPU devices (tests/conftest.py)"

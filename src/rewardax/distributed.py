@@ -40,6 +40,7 @@ import logging
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -131,15 +132,19 @@ def barrier(name: str) -> None:
 def replicate(tree, mesh_: Mesh):
     """Place a pytree on every device of ``mesh_`` (all processes), unsharded: e.g. a reward model's weights,
     once before training, so each step does not copy them again. Every process must pass the same values
-    (JAX checks). Arrays committed to a single local device go through host memory first, as a step
-    spanning several processes cannot take them."""
+    (JAX checks). In a multi-process job, local arrays go through host memory first, as arrays on one
+    process's devices cannot enter a step that spans the others'."""
     sharding = NamedSharding(mesh_, P())
 
     def put(x):
         if isinstance(x, jax.Array):
             if x.sharding == sharding:
                 return x
-            if x.committed and x.is_fully_addressable and jax.process_count() > 1:
+            if x.is_fully_addressable and jax.process_count() > 1:  # a local array: through host memory
+                if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+                    impl = jax.random.key_impl(x)
+                    return jax.random.wrap_key_data(jax.device_put(np.asarray(jax.random.key_data(x)), sharding),
+                                                    impl=impl)
                 x = np.asarray(x)
         return jax.device_put(x, sharding)
 

@@ -1,7 +1,7 @@
 """Running statistics for observation and reward normalisation, as pure pytrees.
 
 Both statistics can be shared by data-parallel replicas: pass the device axis name and the batch moments
-are summed over devices with `lax.psum`, so every device ends with identical statistics.
+are summed over devices (`rewardax.rl.reduce.device_sum`), so every device ends with identical statistics.
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rewardax.rl.reduce import device_sum
+
 EPSILON = 1e-8
 """Added to variances before a square root, so a constant signal does not divide by zero."""
-
-
-def _psum(x, axis_name):
-    return x if axis_name is None else jax.lax.psum(x, axis_name)
 
 
 @struct.dataclass
@@ -43,10 +41,10 @@ class RunningMeanStd:
         sample_shape = batch.shape[:len(sample_axes)]
         weight = jnp.ones(sample_shape) if mask is None else mask.astype(jnp.float32)
         weight = weight.reshape(sample_shape + (1,) * self.mean.ndim)
-        batch_count = _psum(weight.sum(), axis_name)
+        batch_count = device_sum(weight.sum(), axis_name)
         safe_count = jnp.maximum(batch_count, 1.0)
-        batch_mean = _psum((batch * weight).sum(sample_axes), axis_name) / safe_count
-        batch_var = _psum((weight * (batch - batch_mean) ** 2).sum(sample_axes), axis_name) / safe_count
+        batch_mean = device_sum((batch * weight).sum(sample_axes), axis_name) / safe_count
+        batch_var = device_sum((weight * (batch - batch_mean) ** 2).sum(sample_axes), axis_name) / safe_count
 
         count = self.count + batch_count
         safe_total = jnp.maximum(count, 1.0)

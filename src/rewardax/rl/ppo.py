@@ -20,6 +20,7 @@ from flax import struct
 
 from rewardax.rl.gae import gae
 from rewardax.rl.networks import ActorCritic, Params, gaussian_entropy, gaussian_log_prob
+from rewardax.rl.reduce import device_mean, device_sum
 from rewardax.rl.rollout import Transition
 
 
@@ -133,7 +134,7 @@ def make_batch(transitions: Transition, rewards: jax.Array, config: PPOConfig) -
 def _global_mean(x: jax.Array, weight: jax.Array, axis_name: str | None) -> jax.Array:
     """Mean of ``x`` weighted by ``weight`` over every element on every device."""
     sums = jnp.stack([(x * weight).sum(), weight.sum()])
-    sums = sums if axis_name is None else jax.lax.psum(sums, axis_name)
+    sums = device_sum(sums, axis_name)
     return sums[0] / jnp.maximum(sums[1], 1.0)
 
 
@@ -226,7 +227,7 @@ def update(agent: ActorCritic, optimizer: optax.GradientTransformation, params: 
             # replicated params would otherwise come back already summed (not averaged) over devices.
             local_params = jax.lax.pcast(params, axis_name, to="varying")
             grads, metrics = jax.grad(ppo_loss, has_aux=True)(local_params, agent, minibatch, config, axis_name)
-            grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
+            grads, metrics = device_mean((grads, metrics), axis_name)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), metrics
 

@@ -6,7 +6,7 @@
 
 ``train_step`` is `jax.jit` of `jax.shard_map` over a one-axis mesh of every device (of every host after
 `jax.distributed.initialize()`): the envs are split along the mesh axis, the agent and the reward model are
-replicated, and gradients and statistics are combined with `lax.pmean`/`psum`. Frames never leave the device.
+replicated, and gradients and statistics are summed over devices in device order (`rewardax.rl.reduce`). Frames never leave the device.
 Randomness is per env (keyed by global env index) and minibatches are shuffled time steps, so a run takes
 the same steps on one device as on many.
 
@@ -32,6 +32,7 @@ from rewardax.rewards.base import RewardModel
 from rewardax.rl.networks import ActorCritic, Params, init_actor_critic
 from rewardax.rl.normalize import RewardScaler, RunningMeanStd, scale_rewards
 from rewardax.rl.ppo import PPOConfig, make_batch, make_optimizer, update
+from rewardax.rl.reduce import device_sum
 from rewardax.rl.rollout import RolloutCarry, init_carry, rollout
 
 AXIS = "envs"
@@ -134,7 +135,7 @@ def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, va
 
     def total(values):
         sums = jnp.stack([v.sum() for v in values])
-        return sums if axis_name is None else jax.lax.psum(sums, axis_name)
+        return device_sum(sums, axis_name)
 
     n, sx, sy = total([w, w * x, w * y])
     dx, dy = x - sx / n, y - sy / n  # centred first: CLIP rewards differ by ~0.01 around ~0.25 (float32)
@@ -180,7 +181,7 @@ def make_train_step(env: Env, config: PPOConfig, num_envs: int, total_updates: i
         valid = transitions.valid
         step_means = {"reward": transitions.reward, "scaled_reward": rewards, "episode_end": transitions.episode_end,
                       **transitions.metrics}
-        sums = jax.lax.psum({"valid": valid.sum(), **{k: (v * valid).sum() for k, v in step_means.items()}}, AXIS)
+        sums = device_sum({"valid": valid.sum(), **{k: (v * valid).sum() for k, v in step_means.items()}}, AXIS)
         metrics = {k: sums[k] / jnp.maximum(sums["valid"], 1.0) for k in step_means}
         metrics["env/non_finite_resets"] = jax.lax.psum(valid.size, AXIS) - sums["valid"]
         if {"oracle/dense", "oracle/success"} <= transitions.metrics.keys():

@@ -166,7 +166,11 @@ class Checkpoints:
         """Checkpoint ``step``'s (default: the latest) stored leaves by name, as host arrays, with no template
         (for looking into a run; `restore` is what resumes it)."""
         step = self.latest() if step is None else step
-        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        metadata = self.manager.item_metadata(step)["state"]
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # wherever (and however) it was written
+        target = _nest({name: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here)
+                        for name, m in _flatten(dict(getattr(metadata, "tree", metadata))).items()})
+        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         return {name: np.asarray(value) for name, value in _flatten(restored["state"]).items()}
 
     def _check_fields(self, step: int, template):

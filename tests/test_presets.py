@@ -1,10 +1,10 @@
 """Every preset trains with its real PPO settings (network sizes, rollout lengths) across an episode end.
 
-The presets differ from each other in env counts and CLIP checkpoints, which these tests shrink (4 envs, the
-tiny random CLIP): what stays is everything that met the physics blow-up of issue 7 in its first iteration.
+The presets differ from each other in env counts and CLIP checkpoints only; every one but smoke shares one PPO
+configuration (asserted), and shrunk to a few envs they are the same program: the issue's repro (the cpu preset)
+runs it past an episode end, which is what met the physics blow-up of issue 7 in its first iteration.
 """
 
-import dataclasses
 import json
 import math
 import pathlib
@@ -13,7 +13,6 @@ import sys
 
 import rewardax.envs as envs
 from rewardax.train.config import presets
-from rewardax.train import train
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "experiments"))
 
@@ -40,20 +39,6 @@ def assert_trained_across_an_episode_end(lines, iterations):
 def test_the_accelerator_presets_share_one_ppo_configuration():
     choices = presets()
     assert len({choices[name].ppo for name in ACCELERATOR_PRESETS + ("cpu", "learning")}) == 1
-
-
-def test_the_accelerator_preset_trains_across_an_episode_end(tmp_path):
-    """gpu stands for tpu and paper (same PPO, asserted above); cpu is the repro below; learning (the dense
-    reward) is what benchmarks/learning.py runs for an hour."""
-    preset = presets()["gpu"]
-    iterations = iterations_past_an_episode_end(preset)
-    config = dataclasses.replace(preset, clip="random", clip_bfloat16=False, frame_size=16, num_envs=4,
-                                 iterations=iterations, eval_every=0, eval_episodes=2, checkpoint_every=iterations,
-                                 run_dir=str(tmp_path))
-    summary = train(config, progress=False)
-    assert summary["stopped"] == "finished"
-    assert_trained_across_an_episode_end(logged(tmp_path), iterations)
-    assert 0 <= summary["metrics"]["eval/success"] <= 1
 
 
 def test_the_issue_repro_trains(tmp_path):

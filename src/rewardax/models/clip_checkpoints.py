@@ -44,12 +44,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from rewardax.models.clip import CLIP, CLIPSpec, TowerSpec, as_spec
+from rewardax.trees import flatten, nest
 
 PathLike = str | os.PathLike
 
@@ -454,8 +454,8 @@ def build_clip(spec: Any, params: Mapping, *, dtype_mm=jnp.float32, param_dtype=
                                            scan_unroll=scan_unroll, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     want = nnx.to_pure_dict(state)
-    flat_want = dict(_flatten(want))
-    flat_have = dict(_flatten(params))
+    flat_want = flatten(want)
+    flat_have = flatten(params)
     bad = [f"{k}: missing" for k in sorted(flat_want.keys() - flat_have.keys())]
     bad += [f"{k}: unexpected" for k in sorted(flat_have.keys() - flat_want.keys())]
     if bad:  # a bug in a converter, not in the user's file
@@ -469,27 +469,8 @@ def build_clip(spec: Any, params: Mapping, *, dtype_mm=jnp.float32, param_dtype=
                                   f"{list(abstract_leaf.shape)}")
         converted[key] = jnp.asarray(value, dtype=abstract_leaf.dtype)
         del value
-    nnx.replace_by_pure_dict(state, _unflatten(converted))
+    nnx.replace_by_pure_dict(state, nest(converted))
     return nnx.merge(graphdef, state)
-
-
-def _unflatten(flat: Mapping[str, Any]) -> dict:
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        *parents, last = key.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return out
-
-
-def _flatten(tree, prefix=""):
-    if isinstance(tree, Mapping):
-        for k, v in tree.items():
-            yield from _flatten(v, f"{prefix}{k}/")
-    else:
-        yield prefix.rstrip("/"), tree
 
 
 # ----------------------------------------------------------------------------------------------------------------

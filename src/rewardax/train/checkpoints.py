@@ -31,6 +31,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from rewardax import distributed
+from rewardax.trees import flatten, nest
 
 
 
@@ -57,27 +58,6 @@ def _path_name(path) -> str:
         else:
             parts.append(str(entry))
     return "/".join(parts)
-
-
-def _nest(flat: dict[str, Any]) -> dict:
-    """``{"a/b": x}`` → ``{"a": {"b": x}}`` (orbax stores nested dicts natively)."""
-    nested: dict = {}
-    for name, value in flat.items():
-        *parents, last = name.split("/")
-        node = nested
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return nested
-
-
-def _flatten(nested, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(nested, dict):
-        return {prefix: nested}
-    flat = {}
-    for key, value in nested.items():
-        flat.update(_flatten(value, f"{prefix}/{key}" if prefix else str(key)))
-    return flat
 
 
 def _stored(tree) -> dict[str, Any]:
@@ -138,7 +118,7 @@ class Checkpoints:
     def save(self, step: int, tree) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         prints = fingerprints(tree)
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_nest(_stored(tree))),
+        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(nest(_stored(tree))),
                                                         fingerprints=ocp.args.JsonSave(prints)))
 
     def wait(self) -> None:
@@ -152,8 +132,8 @@ class Checkpoints:
         self._check_fields(step, template)
         stored = _stored(template)
         restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_nest(stored)), fingerprints=ocp.args.JsonRestore()))
-        values = _flatten(restored["state"])
+            state=ocp.args.StandardRestore(nest(stored)), fingerprints=ocp.args.JsonRestore()))
+        values = flatten(restored["state"])
         saved_prints = restored["fingerprints"]
         if saved_prints is not None:
             bad = sorted(name for name, value in fingerprints(_unflatten_like(template, values)).items()
@@ -168,10 +148,10 @@ class Checkpoints:
         step = self.latest() if step is None else step
         metadata = self.manager.item_metadata(step)["state"]
         here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # wherever (and however) it was written
-        target = _nest({name: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here)
-                        for name, m in _flatten(dict(getattr(metadata, "tree", metadata))).items()})
+        target = nest({name: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here)
+                        for name, m in flatten(dict(getattr(metadata, "tree", metadata))).items()})
         restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-        return {name: np.asarray(value) for name, value in _flatten(restored["state"]).items()}
+        return {name: np.asarray(value) for name, value in flatten(restored["state"]).items()}
 
     def _check_fields(self, step: int, template):
         try:
@@ -181,7 +161,7 @@ class Checkpoints:
         if metadata is None:
             raise _Damaged("it has no state")
         tree = getattr(metadata, "tree", metadata)
-        saved = {name: (tuple(m.shape), np.dtype(m.dtype)) for name, m in _flatten(dict(tree)).items()}
+        saved = {name: (tuple(m.shape), np.dtype(m.dtype)) for name, m in flatten(dict(tree)).items()}
         wanted = {name: (tuple(np.shape(x)), np.dtype(x.dtype)) for name, x in _stored(template).items()}
         missing = sorted(set(wanted) - set(saved))
         added = sorted(set(saved) - set(wanted))

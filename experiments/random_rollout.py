@@ -16,7 +16,6 @@ import warnings
 
 import imageio.v2 as imageio
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tyro
 from tqdm import tqdm

@@ -133,35 +133,39 @@ class Checkpoints:
         stored = _stored(template)
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(nest(stored)), fingerprints=ocp.args.JsonRestore()))
-        values = flatten(restored["state"])
+        state = _unflatten_like(template, flatten(restored["state"]))
         saved_prints = restored["fingerprints"]
         if saved_prints is not None:
-            bad = sorted(name for name, value in fingerprints(_unflatten_like(template, values)).items()
-                         if saved_prints.get(name) != value)
+            bad = sorted(name for name, value in fingerprints(state).items() if saved_prints.get(name) != value)
             if bad:
                 raise _Damaged(f"{len(bad)} field(s) do not match their fingerprints: {_names(bad)}")
-        return _unflatten_like(template, values)
+        return state
 
     def read(self, step: int | None = None) -> dict[str, np.ndarray]:
         """Checkpoint ``step``'s (default: the latest) stored leaves by name, as host arrays, with no template
         (for looking into a run; `restore` is what resumes it)."""
         step = self.latest() if step is None else step
-        metadata = self.manager.item_metadata(step)["state"]
         here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # wherever (and however) it was written
         target = nest({name: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here)
-                        for name, m in flatten(dict(getattr(metadata, "tree", metadata))).items()})
+                       for name, m in self._saved_leaves(step).items()})
         restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         return {name: np.asarray(value) for name, value in flatten(restored["state"]).items()}
 
-    def _check_fields(self, step: int, template):
-        try:
-            metadata = self.manager.item_metadata(step)["state"]
-        except Exception as error:  # noqa: BLE001 - unreadable metadata is a damaged checkpoint
-            raise _Damaged(f"its metadata cannot be read ({type(error).__name__}: {str(error)[:200]}…)") from error
+    def _saved_leaves(self, step: int) -> dict[str, Any]:
+        """Checkpoint ``step``'s array metadata (shape, dtype) by name."""
+        metadata = self.manager.item_metadata(step)["state"]
         if metadata is None:
             raise _Damaged("it has no state")
-        tree = getattr(metadata, "tree", metadata)
-        saved = {name: (tuple(m.shape), np.dtype(m.dtype)) for name, m in flatten(dict(tree)).items()}
+        return flatten(dict(getattr(metadata, "tree", metadata)))
+
+    def _check_fields(self, step: int, template):
+        try:
+            leaves = self._saved_leaves(step)
+        except _Damaged:
+            raise
+        except Exception as error:  # noqa: BLE001 - unreadable metadata is a damaged checkpoint
+            raise _Damaged(f"its metadata cannot be read ({type(error).__name__}: {str(error)[:200]}…)") from error
+        saved = {name: (tuple(m.shape), np.dtype(m.dtype)) for name, m in leaves.items()}
         wanted = {name: (tuple(np.shape(x)), np.dtype(x.dtype)) for name, x in _stored(template).items()}
         missing = sorted(set(wanted) - set(saved))
         added = sorted(set(saved) - set(wanted))

@@ -194,10 +194,9 @@ def rl_flops(env, ppo: PPOConfig, num_envs: int) -> dict[str, float]:
     """FLOPs per env-step of the policy (sample + 2 value evaluations) and of the PPO update's share."""
     agent, params = agent_for(env, ppo, jax.random.key(0))
     obs_size, action_size = env.observation_size, env.action_size
-    ctrl_range = jnp.asarray(env.mj_model.actuator_ctrlrange, jnp.float32)
     obs = jax.ShapeDtypeStruct((1, obs_size), jnp.float32)
     keys = jax.random.split(jax.random.key(0), 1)
-    policy = (flops(lambda p, o, k: agent.act(p, o, k, ctrl_range=ctrl_range), params, obs, keys)
+    policy = (flops(agent.act, params, obs, keys)
               + 2 * flops(agent.value, params, obs))
 
     rows = ppo.num_steps // ppo.minibatches * num_envs

@@ -24,11 +24,10 @@ import signal
 import time
 
 import jax
-import jax.numpy as jnp
 import tyro
 
 import rewardax.envs as envs
-from rewardax.train.config import presets
+from rewardax.train.config import REWARD_CONFIGS, presets
 from rewardax.train import train
 
 
@@ -52,7 +51,6 @@ class Args:
 def random_policy_rate(task: str, episodes: int, seed: int = 0) -> float:
     """Oracle success on the last frame of episodes with uniform random actions in the actuator range."""
     env = envs.make(task)
-    low, high = jnp.asarray(env.mj_model.actuator_ctrlrange, jnp.float32).T
 
     @jax.jit
     def run(key):
@@ -60,7 +58,7 @@ def random_policy_rate(task: str, episodes: int, seed: int = 0) -> float:
         state = jax.vmap(env.reset)(jax.random.split(reset_key, episodes))
 
         def one(state, key):
-            action = jax.random.uniform(key, (episodes, env.action_size), minval=low, maxval=high)
+            action = jax.random.uniform(key, (episodes, env.action_size), minval=-1.0, maxval=1.0)
             return jax.vmap(env.step)(state, action), None
 
         state, _ = jax.lax.scan(one, state, jax.random.split(action_key, env.episode_length))
@@ -71,7 +69,7 @@ def random_policy_rate(task: str, episodes: int, seed: int = 0) -> float:
 
 def run_one(task: str, reward: str, args: Args, out: pathlib.Path) -> dict:
     config = presets()["learning"]
-    config = dataclasses.replace(config, task=task, reward=reward, seed=args.seed,
+    config = dataclasses.replace(config, task=task, reward=REWARD_CONFIGS[reward](), seed=args.seed,
                                  run_dir=str(out / f"{task}-{reward}"),
                                  **({"num_envs": args.num_envs} if args.num_envs else {}))
     deadline = time.perf_counter() + 60 * args.minutes

@@ -44,10 +44,9 @@ class Args:
 def make_rollout(env: envs.Humanoid, size: int, chunk: int):
     """Compiled ``(state, key) -> (state, frames [chunk, H, W, 3], success [chunk])`` with uniform random actions."""
     render = env.renderer(size, size)
-    low, high = env.mj_model.actuator_ctrlrange.T
 
     def one_step(state, key):
-        action = jax.random.uniform(key, (env.action_size,), minval=low, maxval=high)
+        action = jax.random.uniform(key, (env.action_size,), minval=-1.0, maxval=1.0)
         state = env.step(state, action)
         frame = render(jax.tree.map(lambda x: x[None], state.pipeline_state)).rgb[0]  # a batch of one
         return state, (frame, state.metrics["success"])

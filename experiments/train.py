@@ -4,8 +4,10 @@
     python experiments/train.py --preset smoke --task kneeling     # offline, minutes: the whole pipeline
     python experiments/train.py --preset cpu --help                # every option with the preset's value
 
-Presets: smoke, cpu, gpu, tpu, paper, learning (see rewardax.train.config). Options after the preset override it, e.g.
-``--num-envs 64 --ppo.learning-rate 1e-4 --alpha 0.5 --run-dir runs/kneeling``. Re-running with the same
+Presets: smoke, cpu, gpu, tpu, paper, learning (see rewardax.train.config). Options after the preset override
+it, e.g. ``--num-envs 64 --ppo.learning-rate 1e-4 --run-dir runs/kneeling``. The reward model is a subcommand
+that comes last, with its own options after it: ``reward:clip --reward.alpha 0.5``, ``reward:clip
+--reward.checkpoint random`` (offline), ``reward:oracle`` or ``reward:dense``. Re-running with the same
 ``--run-dir`` resumes from its latest checkpoint.
 """
 

@@ -189,7 +189,7 @@ from rewardax.envs import probes
 from rewardax.rewards import EnvReward
 from rewardax.rl import PPOConfig
 from rewardax.train import ProcessLost, TrainConfig, train
-config = TrainConfig(reward="oracle", num_envs=8, iterations=int(sys.argv[2]), checkpoint_every=5, eval_every=0,
+config = TrainConfig(num_envs=8, iterations=int(sys.argv[2]), checkpoint_every=5, eval_every=0,
                      run_dir=sys.argv[1], ppo=PPOConfig(num_steps=8, minibatches=2, epochs=1, hidden_sizes=(8,)))
 try:
     summary = train(config, env=probes.Reach(), reward=EnvReward(), progress=False)
@@ -232,7 +232,7 @@ def test_a_sigterm_to_one_process_stops_both_after_the_same_iteration_and_the_re
     assert logged_iterations(run) == list(range(1, PROBE_ITERATIONS + 1))
 
     reference = tmp_path / "one_process"  # uninterrupted, one process of 4 devices
-    train(TrainConfig(reward="oracle", num_envs=8, iterations=PROBE_ITERATIONS, checkpoint_every=5, eval_every=0,
+    train(TrainConfig(num_envs=8, iterations=PROBE_ITERATIONS, checkpoint_every=5, eval_every=0,
                       run_dir=str(reference), ppo=PPOConfig(num_steps=8, minibatches=2, epochs=1, hidden_sizes=(8,))),
           env=probes.Reach(), reward=EnvReward(), progress=False)
     assert_same_checkpoints(run, reference)

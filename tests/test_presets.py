@@ -43,12 +43,13 @@ def test_the_accelerator_presets_share_one_ppo_configuration():
 
 def test_the_issue_repro_trains(tmp_path):
     """`python experiments/train.py --preset cpu --reward oracle --task kneeling --num-envs 8 --iterations 2`
-    stopped in its first iteration with non-finite metrics; run long enough to cross an episode end."""
+    (today `... --iterations 2 reward:oracle`) stopped in its first iteration with non-finite metrics; run long
+    enough to cross an episode end."""
     import train as train_script
 
     iterations = iterations_past_an_episode_end(presets()["cpu"])
-    summary = train_script.main(["--preset", "cpu", "--reward", "oracle", "--task", "kneeling", "--num-envs", "8",
+    summary = train_script.main(["--preset", "cpu", "--task", "kneeling", "--num-envs", "8",
                                  "--iterations", str(iterations), "--eval-episodes", "2", "--frame-size", "32",
-                                 "--run-dir", str(tmp_path)])
+                                 "--run-dir", str(tmp_path), "reward:oracle"])
     assert summary["stopped"] == "finished"
     assert_trained_across_an_episode_end(logged(tmp_path), iterations)

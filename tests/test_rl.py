@@ -132,16 +132,14 @@ def test_reward_scaler_by_hand():
 
 # --- networks ----------------------------------------------------------------------------------------------
 
-def test_actions_log_probs_and_scaling():
+def test_actions_and_log_probs():
     agent, params = rl.init_actor_critic(jax.random.key(0), 3, 2, (8,), "tanh", init_log_std=-0.5)
     obs = jax.random.normal(jax.random.key(1), (5, 3))
-    ctrl_range = jnp.asarray([[-0.4, 0.4], [0.0, 2.0]])
-    action, log_prob, command = agent.act(params, obs, jax.random.split(jax.random.key(2), 5), ctrl_range)
+    action, log_prob, command = agent.act(params, obs, jax.random.split(jax.random.key(2), 5))
     mean, log_std = agent.distribution(params, obs)
     expected = jax.scipy.stats.norm.logpdf(action, mean, jnp.exp(log_std)).sum(-1)
     np.testing.assert_allclose(log_prob, expected, rtol=1e-5)
-    np.testing.assert_allclose(command, rl.scale_action(jnp.clip(action, -1, 1), ctrl_range), rtol=1e-6)
-    np.testing.assert_allclose(rl.scale_action(jnp.asarray([-1.0, 1.0]), ctrl_range), [-0.4, 2.0])
+    np.testing.assert_array_equal(command, jnp.clip(action, -1, 1))
     np.testing.assert_allclose(rl.gaussian_entropy(log_std[0]), 2 * (-0.5 + 0.5 * np.log(2 * np.pi * np.e)),
                                rtol=1e-6)
     assert agent.value(params, obs).shape == (5,)

@@ -11,7 +11,7 @@ from flax import struct
 
 import rewardax.envs as envs
 from rewardax.envs import probes
-from rewardax.rewards import EnvReward
+from rewardax.rewards import EnvReward, Reward
 from rewardax.rl import PPOConfig
 from rewardax.rl import step as rl_step
 
@@ -47,7 +47,7 @@ def test_ppo_learns_reach_through_the_train_step():
 
 
 @struct.dataclass
-class MeanPixel:
+class MeanPixel(Reward):
     """A reward model that is a known function of the frame: its mean pixel value in [0, 1]."""
 
     needs_frames = True

@@ -15,18 +15,20 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import struct
 
 from rewardax.envs import probes
-from rewardax.rewards import EnvReward
+from rewardax.rewards import EnvReward, Reward
 from rewardax.rl import PPOConfig
-from rewardax.train.config import PRESET_NAMES, TrainConfig, presets
+from rewardax.train.config import (PRESET_NAMES, ClipRewardConfig, TrainConfig,
+                                   presets)
 from rewardax.train import CheckpointCorrupt, TrainingDiverged, TrainingStalled, train
-from rewardax.train.checkpoints import Checkpoints
+from rewardax.train.checkpoints import CheckpointMismatch, Checkpoints
 from rewardax.train.watchdog import GDB_TIMEOUT_S
 
-CONFIG = TrainConfig(reward="oracle", num_envs=8, iterations=4, checkpoint_every=2, eval_every=0,
+CONFIG = TrainConfig(num_envs=8, iterations=4, checkpoint_every=2, eval_every=0,
                      ppo=PPOConfig(learning_rate=3e-3, num_steps=8, minibatches=2, epochs=2, hidden_sizes=(16,),
                                    lr_schedule="linear"))
 
@@ -85,7 +87,7 @@ def test_a_run_directory_with_a_different_config_is_refused(uninterrupted):
 
 
 @struct.dataclass
-class ScaledEnvReward:
+class ScaledEnvReward(Reward):
     """The env's reward times ``scale`` (a NaN scale poisons training)."""
 
     scale: jax.Array
@@ -110,16 +112,16 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"unknown env 'cartwheel'"):
         train(dataclasses.replace(CONFIG, task="cartwheel", run_dir=str(tmp_path / "run")), progress=False)
     with pytest.raises(Exception, match="/nonexistent/clip"):  # the CLIP is loaded before the run directory exists
-        train(dataclasses.replace(CONFIG, reward="clip", clip="/nonexistent/clip", run_dir=str(tmp_path / "run")),
+        train(dataclasses.replace(CONFIG, reward=ClipRewardConfig("/nonexistent/clip"), run_dir=str(tmp_path / "run")),
               progress=False)
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"alpha": 2.0}, r"alpha must be in \[0, 1\]"),
+    ({"reward": ClipRewardConfig(alpha=2.0)}, r"alpha must be in \[0, 1\]"),
     ({"frame_size": 0}, "frame_size must be an integer of at least 1, got 0"),
     ({"eval_episodes": 0, "iterations": -1}, "iterations must be .* eval_episodes must be"),  # every problem at once
-    ({"reward": "clipp"}, "reward must be clip, oracle or dense, got 'clipp'"),
+    ({"reward": "clip"}, "reward must be one of ClipRewardConfig, OracleRewardConfig, DenseRewardConfig, got 'clip'"),
 ])
 def test_every_config_value_is_checked_when_the_config_is_made(change, message):
     with pytest.raises(ValueError, match=f"invalid training config: .*{message}"):
@@ -210,7 +212,7 @@ STALL = Stall()
 
 
 @struct.dataclass
-class StallingReward:
+class StallingReward(Reward):
     """The env's reward, computed through a host callback that STALL can make slow."""
 
     needs_frames = False
@@ -320,18 +322,51 @@ def test_every_preset_is_a_consistent_config(name):
     config = presets()[name]
     assert config.num_envs % jax.device_count() == 0
     assert config.ppo.num_steps % config.ppo.minibatches == 0
-    assert 0.0 <= config.alpha <= 1.0 and config.task == "splits"
+    assert 0.0 <= config.reward.alpha <= 1.0 and config.task == "splits"
 
 
 def test_a_reward_model_blind_to_the_task_is_reported_once():
     from rewardax.train.trainer import _RewardModelCheck
 
-    check = _RewardModelCheck(TrainConfig(reward="clip"))
+    check = _RewardModelCheck(enabled=True)
     blind = {"reward_model/pearson_dense": 0.02, "reward_model/auc_success": 0.51}
     warnings = [check(blind) for _ in range(8)]
     assert warnings[:4] == [None] * 4 and "Pearson correlation" in warnings[4] and warnings[5:] == [None] * 3
-    seeing = _RewardModelCheck(TrainConfig(reward="clip"))
+    seeing = _RewardModelCheck(enabled=True)
     assert all(seeing({"reward_model/pearson_dense": r}) is None for r in (0.02, 0.01, 0.4, 0.03, 0.0, 0.05))
-    undefined = _RewardModelCheck(TrainConfig(reward="clip"))
+    undefined = _RewardModelCheck(enabled=True)
     assert all(undefined({"reward_model/pearson_dense": float("nan")}) is None for _ in range(8))
-    assert all(_RewardModelCheck(TrainConfig(reward="dense"))(blind) is None for _ in range(8))
+    assert all(_RewardModelCheck(enabled=False)(blind) is None for _ in range(8))
+
+
+@struct.dataclass
+class LearnedScale(Reward):
+    """The env's reward times a trainable ``scale``: a reward model with a frozen and a trainable part."""
+
+    scale: jax.Array | None = None
+    optimizer = optax.adam(1e-3)
+
+    def split(self):
+        return self.replace(scale=None), {"scale": self.scale}
+
+    def merge(self, params):
+        return self.replace(scale=params["scale"])
+
+    def __call__(self, frames, state):
+        return state.reward * self.scale, {}
+
+
+def test_a_trainable_reward_model_lives_in_the_train_state_and_its_checkpoints_by_name(uninterrupted, tmp_path):
+    frozen, params = LearnedScale(jnp.float32(2.0)).split()
+    assert frozen.scale is None and float(params["scale"]) == 2.0  # only the frozen part is passed to the step
+    first = []
+    reach(dataclasses.replace(CONFIG, iterations=2), tmp_path, reward=LearnedScale(jnp.float32(2.0)),
+          callback=lambda i, m: first.append(m["reward"]) if i == 1 else None)
+    plain = json.loads((uninterrupted[0] / "metrics.jsonl").read_text().splitlines()[0])
+    assert first[0] == pytest.approx(2.0 * plain["reward"], rel=1e-6)  # the step scored with the state's scale
+    _, leaves = restored_params(tmp_path)
+    assert float(leaves["reward_params/scale"]) == 2.0
+    assert any(name.startswith("reward_opt_state/") for name in leaves)
+    # A run saved without the trainable part cannot silently take one: the new fields are named.
+    with pytest.raises(CheckpointMismatch, match="reward_params/scale"):
+        reach(CONFIG, uninterrupted[0], reward=LearnedScale(jnp.float32(2.0)))

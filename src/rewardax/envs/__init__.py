@@ -4,7 +4,8 @@
     states = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4))
     frames = env.renderer(224, 224)(states.pipeline_state)   # a batch of 4 frames
 
-Envs are brax `Env`s; batch and episode them with brax's wrappers, e.g.
+Envs are `TaskEnv`s (`rewardax.envs.base`: brax `Env`s with actions in [-1, 1], a time limit, a task and
+a renderer declared); batch and episode them with brax's wrappers, e.g.
 ``brax.envs.wrappers.training.wrap(env, episode_length=env.episode_length)``.
 """
 
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from rewardax.envs.base import TaskEnv, check_env
 from rewardax.envs.humanoid import Humanoid, HumanoidConfig
 from rewardax.envs.model import LOOKS, humanoid_model, humanoid_spec
 from rewardax.envs.tasks import TASKS, Task, get_task
 
-__all__ = ["LOOKS", "TASKS", "Humanoid", "HumanoidConfig", "Task", "get_task", "humanoid_model", "humanoid_spec",
+__all__ = ["LOOKS", "TASKS", "Humanoid", "HumanoidConfig", "Task", "TaskEnv", "check_env", "get_task", "humanoid_model", "humanoid_spec",
            "make", "names"]
 
 

@@ -16,9 +16,10 @@ import functools
 import jax
 import jax.numpy as jnp
 import mujoco
-from brax.envs.base import Env, State
+from brax.envs.base import State
 from mujoco import mjx
 
+from rewardax.envs.base import TaskEnv
 from rewardax.envs.model import LOOKS, humanoid_model
 from rewardax.envs.tasks import TASKS, get_task
 from rewardax.render import Camera, FreeCamera, Frame, Renderer
@@ -55,8 +56,9 @@ class HumanoidConfig:
             raise ValueError(f"camera must be a rewardax.render.FreeCamera, got {type(self.camera).__name__}")
 
 
-class Humanoid(Env):
-    """MJX humanoid with 17 actuators; observations in Brax's layout (see `observation`)."""
+class Humanoid(TaskEnv):
+    """MJX humanoid with 17 actuators (actions in [-1, 1], see `control`); observations in Brax's layout (see
+    `observation`)."""
 
     def __init__(self, config: HumanoidConfig = HumanoidConfig()):
         self.config = config
@@ -99,10 +101,15 @@ class Humanoid(Env):
         zero = jnp.zeros(())
         return State(data, self.observation(data), zero, zero, self._oracle(data), {})
 
+    def control(self, action: jax.Array) -> jax.Array:
+        """The actuator controls of a unit ``action``: clipped to [-1, 1], then mapped linearly onto each
+        actuator's range (-1 to its low end, 1 to its high end). The one place actions are scaled."""
+        low, high = self._ctrl_range[:, 0], self._ctrl_range[:, 1]
+        return low + (jnp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
+
     def step(self, state: State, action: jax.Array) -> State:
-        """Apply ``action`` (clipped to the actuator range) for ``frame_skip`` physics steps."""
-        ctrl = jnp.clip(action, self._ctrl_range[:, 0], self._ctrl_range[:, 1])
-        data = state.pipeline_state.replace(ctrl=ctrl)
+        """Apply the unit ``action`` (`control`) for ``frame_skip`` physics steps."""
+        data = state.pipeline_state.replace(ctrl=self.control(action))
         data = jax.lax.fori_loop(0, self.config.frame_skip, lambda _, d: mjx.step(self.sys, d), data)
         metrics = {**state.metrics, **self._oracle(data)}
         return state.replace(pipeline_state=data, obs=self.observation(data), reward=jnp.zeros(()),

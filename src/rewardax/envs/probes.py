@@ -1,4 +1,4 @@
-"""Probe envs: tiny pure-JAX brax `Env`s whose correct values and policies are known in closed form.
+"""Probe envs: tiny pure-JAX `TaskEnv`s (no task, no frames) whose correct values and policies are known in closed form.
 
 Each isolates one thing an RL implementation can get wrong (value fitting, using the observation, using the
 action, discounting, truncation), so a short training run can assert the exact answer. Every probe has one
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from brax.envs.base import Env, State
+from brax.envs.base import State
+
+from rewardax.envs.base import TaskEnv
 
 
 def _state(obs: jax.Array, reward: float | jax.Array = 0.0, done: float | jax.Array = 0.0) -> State:
@@ -22,7 +24,7 @@ def _random_sign(key: jax.Array) -> jax.Array:
     return jnp.where(jax.random.bernoulli(key), 1.0, -1.0)[None]
 
 
-class Probe(Env):
+class Probe(TaskEnv):
     """Common shape of the probes: observation and action of size 1."""
 
     episode_length: int = 1

@@ -1,32 +1,61 @@
 """The one interface every reward model implements, so the training step does not care which it holds.
 
-A reward model is a pytree (its arrays — weights, text embeddings — are leaves; its settings are static) and
-a callable ``reward(frames, state) -> (reward [B], metrics {name: [B]})`` evaluated inside the compiled
-rollout on the batch of post-step env states: ``frames`` are the task camera's uint8 ``[B, H, W, 3]`` images
-of ``state.pipeline_state`` (the batched `mjx.Data`). Models that judge the physics state directly set
-``needs_frames = False`` and are called with ``frames=None``, so nothing is rendered for them.
+A reward model is a pytree (its arrays — weights, text embeddings — are leaves; its settings are static) that
+subclasses `Reward` and is called as ``reward(frames, state) -> (reward [B], metrics {name: [B]})`` inside the
+compiled rollout on the batch of post-step env states: ``frames`` are the task camera's uint8 ``[B, H, W, 3]``
+images of ``state.pipeline_state`` (the batched physics state). Models that judge the physics state directly
+set ``needs_frames = False`` and are called with ``frames=None``, so nothing is rendered for them.
+
+Frozen and trainable parts. A model's frozen arrays (a CLIP's weights) are passed to every step as an
+argument, as they are: large, never changed, never checkpointed. Parameters that training changes live in the
+train state instead (`rewardax.rl.step.TrainState.reward_params`, with their optimiser state), where they are
+checkpointed by name with the agent:
+
+    frozen, params = reward.split()    # params: None for a frozen model (every model so far)
+    reward = frozen.merge(params)      # the whole model again, inside the step
+
+A trainable model overrides `split`, `merge` and ``optimizer`` (the optax transformation its parameters take).
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import jax
+import optax
 from flax import struct
 
 
-class RewardModel(Protocol):
-    needs_frames: bool
+class Reward:
+    """Base of every reward model: frozen by default (see the module docstring)."""
+
+    needs_frames: bool = False
+    optimizer: optax.GradientTransformation | None = None
+    """How the trainable parameters are updated (None for a frozen model)."""
 
     def __call__(self, frames: jax.Array | None, state: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
-        ...
+        raise NotImplementedError
+
+    def split(self) -> tuple[Reward, Any]:
+        """(the frozen part, the trainable parameters or None)."""
+        return self, None
+
+    def merge(self, params: Any) -> Reward:
+        """The model with the trainable parameters ``params`` (as `split` returned them) put back."""
+        return self
+
+
+def check_reward(reward: Any) -> Reward:
+    """``reward`` itself, or one clear error when it is not a `Reward`."""
+    if not isinstance(reward, Reward):
+        raise TypeError(f"a reward model must subclass rewardax.rewards.Reward (needs_frames, __call__(frames, "
+                        f"state) -> (reward, metrics), split/merge), got {type(reward).__name__}")
+    return reward
 
 
 @struct.dataclass
-class EnvReward:
+class EnvReward(Reward):
     """The env's own ``state.reward`` (probe envs, hand-written rewards)."""
-
-    needs_frames = False
 
     def __call__(self, frames, state):
         return state.reward, {}

@@ -22,6 +22,7 @@ from flax import nnx, struct
 from rewardax.models.clip import CLIP, l2_normalize
 from rewardax.models.clip_checkpoints import load_clip, tokenize
 from rewardax.models.preprocess import preprocess_frames
+from rewardax.rewards.base import Reward
 
 
 def goal_baseline_reward(image: jax.Array, goal: jax.Array, baseline: jax.Array, alpha: float) -> jax.Array:
@@ -54,7 +55,7 @@ def mean_embedding(model: CLIP, tokenizer, prompts: Sequence[str]) -> jax.Array:
 
 
 @struct.dataclass
-class ClipReward:
+class ClipReward(Reward):
     """Goal–baseline CLIP reward of rendered frames (see module docstring). Build with `ClipReward.create`."""
 
     graphdef: nnx.GraphDef = struct.field(pytree_node=False)

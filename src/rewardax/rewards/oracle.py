@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from rewardax.envs.tasks import Task
+from rewardax.rewards.base import Reward
 
 
 def _judge(task: Task, data) -> dict[str, jnp.ndarray]:
@@ -15,7 +16,7 @@ def _judge(task: Task, data) -> dict[str, jnp.ndarray]:
 
 
 @struct.dataclass
-class OracleReward:
+class OracleReward(Reward):
     """Reward = the task's oracle success test (1 or 0) on the physics state (no frames needed)."""
 
     task: Task = struct.field(pytree_node=False)
@@ -27,7 +28,7 @@ class OracleReward:
 
 
 @struct.dataclass
-class DenseReward:
+class DenseReward(Reward):
     """Reward = the task's dense ground truth in [0, 1] on the physics state, 1 exactly where the oracle
     passes (`Task.dense`; no frames needed)."""
 

@@ -14,13 +14,12 @@ The pieces of one iteration (`rewardax.rl.step` assembles them into the data-par
 """
 
 from rewardax.rl.gae import gae
-from rewardax.rl.networks import (ActorCritic, Policy, Value, env_action, gaussian_entropy, gaussian_log_prob,
-                                  init_actor_critic, scale_action)
+from rewardax.rl.networks import ActorCritic, Policy, Value, gaussian_entropy, gaussian_log_prob, init_actor_critic
 from rewardax.rl.normalize import RewardScaler, RunningMeanStd, scale_rewards
 from rewardax.rl.ppo import Batch, PPOConfig, make_batch, make_optimizer, ppo_loss, update
 from rewardax.rl.rollout import RolloutCarry, Transition, init_carry, rollout
 
 __all__ = ["ActorCritic", "Batch", "PPOConfig", "Policy", "RewardScaler", "RolloutCarry", "RunningMeanStd",
-           "Transition", "Value", "env_action", "gae", "gaussian_entropy", "gaussian_log_prob", "init_actor_critic",
-           "init_carry", "make_batch", "make_optimizer", "ppo_loss", "rollout", "scale_action", "scale_rewards",
+           "Transition", "Value", "gae", "gaussian_entropy", "gaussian_log_prob", "init_actor_critic",
+           "init_carry", "make_batch", "make_optimizer", "ppo_loss", "rollout", "scale_rewards",
            "update"]

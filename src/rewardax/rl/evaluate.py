@@ -14,23 +14,28 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from brax.envs.base import Env
 
-from rewardax.rl.networks import env_action
+from rewardax.envs.base import TaskEnv, check_env
 from rewardax.rl.ppo import PPOConfig
 from rewardax.rl import step as rl_step
 
 
-def make_evaluator(env: Env, config: PPOConfig, frame_size: int, episodes: int):
+def can_evaluate(env: TaskEnv) -> bool:
+    """Evaluation needs the env's oracle (what it measures) and its renderer (what it films)."""
+    return env.task is not None and env.renderer(1, 1) is not None
+
+
+def make_evaluator(env: TaskEnv, config: PPOConfig, frame_size: int, episodes: int):
+    if not can_evaluate(check_env(env)):
+        raise ValueError(f"{type(env).__name__} has no task oracle or no renderer: it cannot be evaluated")
     agent, _ = rl_step.agent_for(env, config, jax.random.key(0))
-    ctrl_range = jnp.asarray(env.mj_model.actuator_ctrlrange, jnp.float32)
     render = env.renderer(frame_size, frame_size)
 
     @jax.jit
     def run(params, obs_stats, reward, key):
         def one_step(states, _):
             mean, _ = agent.distribution(params, obs_stats.normalize(states.obs))
-            states = jax.vmap(env.step)(states, env_action(mean, ctrl_range))
+            states = jax.vmap(env.step)(states, jnp.clip(mean, -1.0, 1.0))
             if reward.needs_frames:  # the reward model looks at every episode's frame
                 frames = render(states.pipeline_state).rgb
                 value, _ = reward(frames, states)

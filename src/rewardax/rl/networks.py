@@ -1,8 +1,8 @@
 """Policy and value networks (Flax NNX) and the pure functions PPO calls on their split state.
 
 Actions: the policy is a diagonal Gaussian over an unbounded ``action``; the env receives that sample
-*clipped* to [-1, 1] and scaled to the actuator range (`env_action`). Clipping is part of the env, not of
-the policy, so the stored ``action`` is the raw sample and its log-probability and entropy are the exact
+*clipped* to [-1, 1], the action box of every env (`rewardax.envs.TaskEnv`, which maps it onto its actuators).
+Clipping is part of the env, not of the policy, so the stored ``action`` is the raw sample and its log-probability and entropy are the exact
 Gaussian ones (no change-of-variables term, unlike tanh squashing, and a closed-form entropy).
 
 Modules are built once with `init_actor_critic`, which returns a static `ActorCritic` (the graph
@@ -88,19 +88,6 @@ def gaussian_entropy(log_std: jax.Array) -> jax.Array:
     return jnp.sum(log_std + 0.5 * math.log(2 * math.pi * math.e), axis=-1)
 
 
-def scale_action(unit_action: jax.Array, ctrl_range: jax.Array) -> jax.Array:
-    """Map a unit action in [-1, 1] linearly onto ``ctrl_range`` ([action_size, 2] of low, high)."""
-    low, high = ctrl_range[..., 0], ctrl_range[..., 1]
-    return low + (unit_action + 1.0) * 0.5 * (high - low)
-
-
-def env_action(action: jax.Array, ctrl_range: jax.Array | None = None) -> jax.Array:
-    """The command the env receives for a raw Gaussian ``action``: clipped to [-1, 1], then scaled to
-    ``ctrl_range`` if given."""
-    unit_action = jnp.clip(action, -1.0, 1.0)
-    return unit_action if ctrl_range is None else scale_action(unit_action, ctrl_range)
-
-
 @dataclasses.dataclass(frozen=True)
 class ActorCritic:
     """The static half of the agent (graph definitions); the params pytree is passed to every call."""
@@ -115,14 +102,13 @@ class ActorCritic:
     def value(self, params: Params, obs: jax.Array) -> jax.Array:
         return nnx.merge(self.value_graph, params["value"])(obs)
 
-    def act(self, params: Params, obs: jax.Array, keys: jax.Array,
-            ctrl_range: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def act(self, params: Params, obs: jax.Array, keys: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Sample for a batch ``obs [B, O]`` with one key per row: ``(action, log_prob, env_action)`` (the
-        raw sample, its log-density, the clipped and scaled command for the env)."""
+        raw sample, its log-density, the sample clipped to the envs' action box [-1, 1])."""
         mean, log_std = self.distribution(params, obs)
         noise = jax.vmap(lambda key: jax.random.normal(key, mean.shape[1:]))(keys)
         action = mean + jnp.exp(log_std) * noise
-        return action, gaussian_log_prob(mean, log_std, action), env_action(action, ctrl_range)
+        return action, gaussian_log_prob(mean, log_std, action), jnp.clip(action, -1.0, 1.0)
 
 
 def init_actor_critic(key: jax.Array, obs_size: int, action_size: int, hidden_sizes: Sequence[int] = (64, 64),

@@ -1,8 +1,8 @@
 """The shared training step: physics → render → reward → GAE → PPO in one compiled, data-parallel program.
 
-    state, envs = init(env, agent_key, config, num_envs)
-    train_step = make_train_step(env, config, num_envs)
-    state, envs, metrics = train_step(state, envs, reward)
+    state, envs = init(env, key, config, num_envs, total_updates, reward=reward)
+    train_step = make_train_step(env, config, num_envs, total_updates)
+    state, envs, metrics = train_step(state, envs, reward.split()[0])
 
 ``train_step`` is `jax.jit` of `jax.shard_map` over a one-axis mesh of every device (of every host after
 `jax.distributed.initialize()`): the envs are split along the mesh axis, the agent and the reward model are
@@ -10,9 +10,9 @@ replicated, and gradients and statistics are summed over devices in device order
 Randomness is per env (keyed by global env index) and minibatches are shuffled time steps, so a run takes
 the same steps on one device as on many.
 
-The reward model is an argument, not part of the state: it is frozen (nothing here trains it) and can be
-large (CLIP bigG is 2.5 B parameters), so checkpoints hold only what training changes. ``TrainState`` has
-room for a trainable reward model's parameters and optimiser state (the yes-token model comes next).
+The reward model's frozen part is an argument, not part of the state: it can be large (CLIP bigG is 2.5 B
+parameters), so checkpoints hold only what training changes. Its trainable parameters, if it has any, live in
+``TrainState`` with their optimiser state (`rewardax.rewards.base`); the step merges the two.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from brax.envs.base import Env, State
+from brax.envs.base import State
 from flax import struct
 from jax.sharding import Mesh, PartitionSpec as P
 
-from rewardax.rewards.base import RewardModel
+from rewardax.envs.base import TaskEnv, check_env
+from rewardax.rewards.base import Reward, check_reward
 from rewardax.rl.networks import ActorCritic, Params, init_actor_critic
 from rewardax.rl.normalize import RewardScaler, RunningMeanStd, scale_rewards
 from rewardax.rl.ppo import PPOConfig, make_batch, make_optimizer, update
@@ -83,15 +84,18 @@ def check_num_envs(num_envs: int, mesh_: Mesh) -> int:
     return num_envs // devices
 
 
-def agent_for(env: Env, config: PPOConfig, key: jax.Array) -> tuple[ActorCritic, Params]:
+def agent_for(env: TaskEnv, config: PPOConfig, key: jax.Array) -> tuple[ActorCritic, Params]:
     return init_actor_critic(key, env.observation_size, env.action_size, config.hidden_sizes, config.activation,
                              config.init_log_std)
 
 
-def init(env: Env, key: jax.Array, config: PPOConfig, num_envs: int, total_updates: int,
-         mesh_: Mesh | None = None) -> tuple[TrainState, EnvBatch]:
-    """Fresh agent and optimiser, ``num_envs`` reset envs spread over the mesh."""
+def init(env: TaskEnv, key: jax.Array, config: PPOConfig, num_envs: int, total_updates: int,
+         mesh_: Mesh | None = None, reward: Reward | None = None) -> tuple[TrainState, EnvBatch]:
+    """Fresh agent and optimiser, ``num_envs`` reset envs spread over the mesh, and the trainable parameters of
+    ``reward`` (if it has any) with their optimiser state."""
     mesh_ = mesh() if mesh_ is None else mesh_
+    check_env(env)
+    reward_params = None if reward is None else check_reward(reward).split()[1]
     per_device = check_num_envs(num_envs, mesh_)
     agent_key, env_key, update_key = jax.random.split(key, 3)
     _, params = agent_for(env, config, agent_key)
@@ -105,14 +109,18 @@ def init(env: Env, key: jax.Array, config: PPOConfig, num_envs: int, total_updat
     envs, obs_stats = jax.jit(jax.shard_map(init_envs, mesh=mesh_, in_specs=P(), out_specs=(P(AXIS), P()),
                                             check_vma=False))(env_key)
     state = TrainState(params=params, opt_state=opt_state, obs_stats=obs_stats, return_stats=RunningMeanStd.create(),
-                       key=update_key, iteration=jnp.zeros((), jnp.int32))
+                       key=update_key, iteration=jnp.zeros((), jnp.int32), reward_params=reward_params,
+                       reward_opt_state=None if reward_params is None else reward.optimizer.init(reward_params))
     return jax.device_put(state, jax.sharding.NamedSharding(mesh_, P())), envs
 
 
-def reward_fn(env: Env, reward: RewardModel, frame_size: int):
+def reward_fn(env: TaskEnv, reward: Reward, frame_size: int):
     """Post-step State batch -> (reward, metrics): renders the frames the reward model looks at, if any, and
     adds the env's oracle (``oracle/success``, ``oracle/dense``) when it has one."""
     render = env.renderer(frame_size, frame_size) if reward.needs_frames else None
+    if reward.needs_frames and render is None:
+        raise ValueError(f"{type(reward).__name__} scores rendered frames, but {type(env).__name__} draws none: "
+                         f"use a reward model that reads the state (needs_frames = False)")
 
     def score(reached: State):
         value, metrics = reward(render(reached.pipeline_state).rgb if render else None, reached)
@@ -154,20 +162,22 @@ def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, va
     return {"reward_model/pearson_dense": pearson, "reward_model/auc_success": auc}
 
 
-def make_train_step(env: Env, config: PPOConfig, num_envs: int, total_updates: int, frame_size: int = 224,
+def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_updates: int, frame_size: int = 224,
                     scale_reward: bool = True, mesh_: Mesh | None = None):
-    """``train_step(state, envs, reward) -> (state, envs, metrics)``; ``state`` and ``envs`` are donated."""
+    """``train_step(state, envs, frozen) -> (state, envs, metrics)``: ``frozen`` is the reward model's frozen
+    part (``reward.split()[0]``; its trainable parameters are ``state.reward_params``, and stay unchanged here:
+    nothing trains them yet). ``state`` and ``envs`` are donated."""
     mesh_ = mesh() if mesh_ is None else mesh_
     check_num_envs(num_envs, mesh_)
+    check_env(env)
     agent, _ = agent_for(env, config, jax.random.key(0))  # the graph definitions (tiny MLPs)
     optimizer = make_optimizer(config, total_updates)
-    ctrl = getattr(env, "mj_model", None)
-    ctrl_range = None if ctrl is None else jnp.asarray(ctrl.actuator_ctrlrange, jnp.float32)
 
-    def step_on_one_device(state: TrainState, envs: EnvBatch, reward: RewardModel):
+    def step_on_one_device(state: TrainState, envs: EnvBatch, frozen: Reward):
+        reward = frozen.merge(state.reward_params)
         carry = RolloutCarry(envs.state, envs.steps, envs.keys, state.obs_stats)
         carry, transitions = rollout(
-            env, partial(agent.act, state.params, ctrl_range=ctrl_range), partial(agent.value, state.params),
+            env, partial(agent.act, state.params), partial(agent.value, state.params),
             reward_fn(env, reward, frame_size), carry, config.num_steps, env.episode_length, axis_name=AXIS)
         scaler = RewardScaler(envs.returns, state.return_stats)
         if scale_reward:

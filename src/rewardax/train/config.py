@@ -14,11 +14,17 @@ on 2 CPU cores, PPO took kneeling from 0 to 65% oracle success (stochastic rollo
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+import pathlib
+import tempfile
+from typing import Annotated, ClassVar, Union
 
 import jax
+import jax.numpy as jnp
+import tyro
 
 from rewardax import distributed
+from rewardax.envs.base import TaskEnv
+from rewardax.rewards import ClipReward, DenseReward, OracleReward, Reward
 from rewardax.rewards.clip import check_alpha
 from rewardax.rl.ppo import PPOConfig
 
@@ -42,6 +48,82 @@ HUMANOID_PPO = PPOConfig(
 
 
 @dataclasses.dataclass(frozen=True)
+class ClipRewardConfig:
+    """The VLM-RM reward: CLIP's goal-baseline score of the rendered frame (`rewardax.rewards.ClipReward`)."""
+
+    kind: ClassVar[str] = "clip"
+    checkpoint: str = PAPER_CLIP
+    """CLIP checkpoint: Hugging Face hub id, local directory, open_clip file, or "random" (tiny, offline)."""
+    bfloat16: bool = True
+    """Run CLIP's matmuls in bfloat16 (LayerNorm and softmax stay float32; physics always float32)."""
+    alpha: float = 0.0
+    """Goal-baseline regularisation strength in [0, 1] (0: cosine similarity to the goal prompt)."""
+
+    def problems(self) -> list[str]:
+        try:
+            check_alpha(self.alpha)
+        except ValueError as error:
+            return [str(error)]
+        return []
+
+    def build(self, env: TaskEnv) -> Reward:
+        """Loads the checkpoint (a missing or broken one raises here, before a run directory exists)."""
+        from rewardax.models import load_clip, write_random_clip
+
+        dtype = jnp.bfloat16 if self.bfloat16 else jnp.float32
+        if self.checkpoint == "random":  # deterministic (seed 0): a resumed smoke run scores frames the same way
+            with tempfile.TemporaryDirectory(prefix="rewardax-random-clip-") as directory:
+                model, tokenizer = load_clip(write_random_clip(pathlib.Path(directory)), dtype)
+        else:
+            model, tokenizer = load_clip(self.checkpoint, dtype)
+        task = _task(env, self.kind)
+        return ClipReward.create(model, tokenizer, task.goal, task.baseline, self.alpha)
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleRewardConfig:
+    """The task's binary oracle pose test on the physics state (ablations; no frames, no VLM)."""
+
+    kind: ClassVar[str] = "oracle"
+
+    def problems(self) -> list[str]:
+        return []
+
+    def build(self, env: TaskEnv) -> Reward:
+        return OracleReward(_task(env, self.kind))
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseRewardConfig:
+    """The task's dense ground truth in [0, 1], 1 exactly where the oracle passes (checks PPO without a VLM)."""
+
+    kind: ClassVar[str] = "dense"
+
+    def problems(self) -> list[str]:
+        return []
+
+    def build(self, env: TaskEnv) -> Reward:
+        return DenseReward(_task(env, self.kind))
+
+
+def _task(env: TaskEnv, kind: str):
+    if env.task is None:
+        raise ValueError(f"the {kind} reward needs the env's task (its prompts and oracle); {type(env).__name__} "
+                         f"has none: pass a reward model to train()")
+    return env.task
+
+
+RewardConfig = Union[Annotated[ClipRewardConfig, tyro.conf.subcommand(ClipRewardConfig.kind)],
+                     Annotated[OracleRewardConfig, tyro.conf.subcommand(OracleRewardConfig.kind)],
+                     Annotated[DenseRewardConfig, tyro.conf.subcommand(DenseRewardConfig.kind)]]
+"""One of the named reward configs; on the command line a subcommand after the other options, e.g.
+``--num-envs 64 reward:clip --reward.alpha 0.5`` or ``reward:oracle``."""
+
+REWARD_CONFIGS = {c.kind: c for c in (ClipRewardConfig, OracleRewardConfig, DenseRewardConfig)}
+"""Every reward config by name."""
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (saved as config.json in the run directory)."""
 
@@ -49,17 +131,11 @@ class TrainConfig:
     """Task name (rewardax.envs.TASKS): the env, its prompts and its oracle."""
     look: str = "paper"
     """Scene look: "paper" (sky, tiled floor, grey body) or "default" (the MJCF's colours)."""
-    reward: Literal["clip", "oracle", "dense"] = "clip"
-    """Reward model: the VLM-RM CLIP reward of the rendered frame, the task's binary oracle pose test, or its
-    dense ground truth (1 exactly where the oracle passes; for checking PPO without a VLM)."""
-    clip: str = PAPER_CLIP
-    """CLIP checkpoint: Hugging Face hub id, local directory, open_clip file, or "random" (tiny, offline)."""
-    clip_bfloat16: bool = True
-    """Run CLIP's matmuls in bfloat16 (LayerNorm and softmax stay float32; physics always float32)."""
-    alpha: float = 0.0
-    """Goal-baseline regularisation strength in [0, 1] (0: cosine similarity to the goal prompt)."""
+    reward: RewardConfig = ClipRewardConfig()
+    """Reward model: clip (the VLM-RM CLIP reward of the rendered frame), oracle (the task's binary pose test)
+    or dense (its dense ground truth)."""
     frame_size: int = 224
-    """Side of the rendered frames in pixels (resized to CLIP's input size)."""
+    """Side of the rendered frames in pixels (resized to the reward model's input size)."""
     num_envs: int = 1024
     """Envs stepped in parallel, over all devices (a multiple of the device count)."""
     iterations: int = 1000
@@ -104,14 +180,11 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """What is wrong with these values, each with what would be right (empty: nothing). The env count's
         split over the devices is checked when the run starts (`rewardax.rl.step.check_num_envs`), the task and
-        look by `rewardax.envs.make`, the CLIP checkpoint by loading it: all before the run directory is touched."""
-        problems = []
-        if self.reward not in ("clip", "oracle", "dense"):
-            problems.append(f"reward must be clip, oracle or dense, got {self.reward!r}")
-        try:
-            check_alpha(self.alpha)
-        except ValueError as error:
-            problems.append(str(error))
+        look by `rewardax.envs.make`, a checkpoint by loading it: all before the run directory is touched."""
+        if not isinstance(self.reward, tuple(REWARD_CONFIGS.values())):
+            return [f"reward must be one of {', '.join(c.__name__ for c in REWARD_CONFIGS.values())}, got "
+                    f"{self.reward!r}"]
+        problems = self.reward.problems()
         for name, low in (("frame_size", 1), ("num_envs", 1), ("iterations", 1), ("checkpoint_every", 1),
                           ("keep_checkpoints", 1), ("eval_every", 0), ("eval_episodes", 1)):
             value = getattr(self, name)
@@ -142,16 +215,16 @@ def presets() -> dict[str, TrainConfig]:
     devices = jax.device_count()
     return {
         "smoke": dataclasses.replace(
-            base, clip="random", clip_bfloat16=False, frame_size=32, num_envs=2 * devices, iterations=2,
+            base, reward=ClipRewardConfig(checkpoint="random", bfloat16=False), frame_size=32, num_envs=2 * devices, iterations=2,
             ppo=dataclasses.replace(base.ppo, num_steps=8, minibatches=2, epochs=2, hidden_sizes=(32, 32)),
             checkpoint_every=1, eval_every=0, eval_episodes=2),
-        "cpu": dataclasses.replace(base, clip=SMALL_CLIP, clip_bfloat16=False, num_envs=8 * devices, iterations=1000,
+        "cpu": dataclasses.replace(base, reward=ClipRewardConfig(SMALL_CLIP, bfloat16=False), num_envs=8 * devices, iterations=1000,
                                    eval_every=100, eval_episodes=4),
         "gpu": dataclasses.replace(base, num_envs=1024 * devices),
         "tpu": dataclasses.replace(base, num_envs=512 * devices),
-        "paper": dataclasses.replace(base, clip=PAPER_CLIP, alpha=0.0, num_envs=-(-1024 // devices) * devices,
+        "paper": dataclasses.replace(base, reward=ClipRewardConfig(PAPER_CLIP, alpha=0.0), num_envs=-(-1024 // devices) * devices,
                                      iterations=500),  # the paper's 10 M env-steps
-        "learning": dataclasses.replace(base, task="kneeling", reward="dense", num_envs=-(-64 // devices) * devices,
+        "learning": dataclasses.replace(base, task="kneeling", reward=DenseRewardConfig(), num_envs=-(-64 // devices) * devices,
                                         iterations=100_000, checkpoint_every=50, eval_every=20, eval_episodes=32),
     }
 

@@ -34,19 +34,17 @@ import pathlib
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import jax
-import jax.numpy as jnp
-from brax.envs.base import Env
 from tqdm import tqdm
 
 import rewardax.envs as envs
 from rewardax import distributed
-from rewardax.rewards import ClipReward, DenseReward, OracleReward
+from rewardax.rewards import Reward, check_reward
 from rewardax.rl import step as rl_step
+from rewardax.rl.evaluate import can_evaluate
 from rewardax.train.checkpoints import Checkpoints
 from rewardax.train.config import RESUMABLE_CHANGES, TrainConfig
 from rewardax.train.watchdog import TrainingStalled, Watchdog
@@ -65,7 +63,7 @@ class ProcessLost(RuntimeError):
     """A collective of a multi-process job failed: another process died or was stopped."""
 
 
-def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progress: bool = True,
+def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward | None = None, progress: bool = True,
           callback: Callable[[int, dict], None] | None = None) -> dict:
     """Train (or resume) as ``config`` says; ``env``/``reward`` override the ones the config names.
 
@@ -80,14 +78,15 @@ def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progr
     if config.wandb and importlib.util.find_spec("wandb") is None:
         raise ValueError("--wandb needs the wandb package: pip install wandb (then wandb login)")
     _check_same_config_everywhere(config)
-    env = envs.make(config.task, look=config.look) if env is None else env
-    # Placed on every device once, instead of being copied there by every step.
-    reward = distributed.replicate(_reward(config, env) if reward is None else reward, mesh)
+    env = envs.check_env(envs.make(config.task, look=config.look) if env is None else env)
+    reward = check_reward(config.reward.build(env) if reward is None else reward)
+    frozen_reward = distributed.replicate(reward.split()[0], mesh)  # on every device once, not copied every step
     run_dir = pathlib.Path(distributed.from_main(str(_run_dir(config))))
     main = distributed.is_main_process()
 
     total_updates = config.iterations * config.ppo.epochs * config.ppo.minibatches
-    state, batch = rl_step.init(env, jax.random.PRNGKey(config.seed), config.ppo, config.num_envs, total_updates, mesh)
+    state, batch = rl_step.init(env, jax.random.PRNGKey(config.seed), config.ppo, config.num_envs, total_updates, mesh,
+                                reward)
     store = Checkpoints(run_dir / "checkpoints", config.keep_checkpoints)
     start = 0
     if store.latest() is not None:  # the run directory is bound to its config once it holds a checkpoint
@@ -103,8 +102,8 @@ def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progr
         _write_config(run_dir, config)
     train_step = rl_step.make_train_step(env, config.ppo, config.num_envs, total_updates, config.frame_size,
                                          config.scale_reward, mesh)
-    evaluate = _evaluator(env, config, mesh) if getattr(env, "mj_model", None) is not None else None
-    check_reward_model = _RewardModelCheck(config)
+    evaluate = _evaluator(env, config, mesh) if can_evaluate(env) else None
+    check_reward_model = _RewardModelCheck(enabled=reward.needs_frames)
 
     def save(iteration):
         store.save(iteration, (state, batch))
@@ -119,7 +118,7 @@ def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progr
     watch_steps, watch_evals, watch_stops = (Watchdog(config, on_stall) for _ in range(3))
 
     def evaluate_now(iteration):
-        return watch_evals(lambda: evaluate(state, reward, run_dir, iteration),
+        return watch_evals(lambda: evaluate(state, frozen_reward, run_dir, iteration),
                            f"evaluation after iteration {iteration}", run_dir / f"stall-evaluation-{iteration}.txt")
 
     def stop_asked(signals, iteration):
@@ -138,7 +137,7 @@ def train(config: TrainConfig, env: Env | None = None, reward: Any = None, progr
             while iteration < config.iterations:
                 began = time.perf_counter()
                 new_state, new_batch, metrics = watch_steps(
-                    functools.partial(_run_step, train_step, state, batch, reward), f"iteration {iteration + 1}",
+                    functools.partial(_run_step, train_step, state, batch, frozen_reward), f"iteration {iteration + 1}",
                     run_dir / f"stall-{iteration + 1}.txt")
                 # The reward-model agreement is NaN where undefined (no success yet), not a sign of divergence.
                 bad = sorted(k for k, v in metrics.items()
@@ -222,7 +221,9 @@ def _comparable(config: dict) -> dict:
 
 
 def _as_json(config: TrainConfig) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+    """The config as JSON, with the reward config's name (configs without fields look alike otherwise)."""
+    fields = {**dataclasses.asdict(config), "reward": {"kind": config.reward.kind, **dataclasses.asdict(config.reward)}}
+    return json.loads(json.dumps(fields))
 
 
 def _differences(a: dict, b: dict) -> list[str]:
@@ -269,22 +270,6 @@ def _git_revision() -> str | None:
                               cwd=pathlib.Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
-
-
-def _reward(config: TrainConfig, env):
-    if config.reward == "oracle":
-        return OracleReward(env.task)
-    if config.reward == "dense":
-        return DenseReward(env.task)
-    from rewardax.models import load_clip, write_random_clip
-
-    dtype = jnp.bfloat16 if config.clip_bfloat16 else jnp.float32
-    if config.clip == "random":  # deterministic (seed 0): a resumed smoke run scores frames the same way
-        with tempfile.TemporaryDirectory(prefix="rewardax-random-clip-") as directory:
-            model, tokenizer = load_clip(write_random_clip(pathlib.Path(directory)), dtype)
-    else:
-        model, tokenizer = load_clip(config.clip, dtype)
-    return ClipReward.create(model, tokenizer, env.task.goal, env.task.baseline, config.alpha)
 
 
 class _StopOnSignal:
@@ -365,9 +350,10 @@ def _evaluator(env, config: TrainConfig, mesh):
 
     run = make_evaluator(env, config.ppo, config.frame_size, config.eval_episodes)
 
-    def evaluate(state, reward, run_dir, iteration):
+    def evaluate(state, frozen_reward, run_dir, iteration):
         key = distributed.replicate(jax.random.fold_in(jax.random.key(config.seed), iteration), mesh)
-        metrics, (frames, rewards, success) = run(state.params, state.obs_stats, reward, key)
+        metrics, (frames, rewards, success) = run(state.params, state.obs_stats,
+                                                  frozen_reward.merge(state.reward_params), key)
         if jax.process_index() == 0:
             enlarge = -(-VIDEO_MIN_SIZE // frames.shape[2])  # small training frames: nearest-neighbour zoom
             frames = frames.repeat(enlarge, axis=1).repeat(enlarge, axis=2)
@@ -387,8 +373,9 @@ class _RewardModelCheck:
 
     WINDOW, THRESHOLD = 5, 0.1
 
-    def __init__(self, config: TrainConfig):
-        self.enabled, self.recent, self.warned = config.reward == "clip", [], False
+    def __init__(self, enabled: bool):
+        """``enabled`` for models that look at frames (the VLMs): the ground-truth rewards agree by definition."""
+        self.enabled, self.recent, self.warned = enabled, [], False
 
     def __call__(self, metrics: dict) -> str | None:
         pearson = metrics.get("reward_model/pearson_dense", math.nan)

@@ -1,0 +1,43 @@
+"""What the training step, the evaluator and the rewards need from an env, declared in one place.
+
+A `TaskEnv` is a brax `Env` with:
+
+- actions in [-1, 1]: ``step`` takes the policy's action (clipped to [-1, 1] by the agent) and maps it onto
+  its own actuators itself (the humanoid: `Humanoid.control`), so no other part knows an actuator range;
+- ``episode_length``: the time limit the rollout applies (episodes end there by truncation);
+- ``dt``: simulated seconds per step (evaluation videos play in real time);
+- ``task``: what the env is for, with the prompts a VLM reward reads (``goal``, ``baseline``) and the oracle
+  (``success(pipeline_state)``, ``dense(pipeline_state)``), whose values the env also reports after every step
+  in ``metrics["success"]`` and ``metrics["dense"]``; None for an env with no such task (the probes);
+- ``renderer(height, width)``: a jittable ``pipeline_state [B] -> Frame [B]`` of the task camera, or None for
+  an env that draws nothing (reward models that need frames cannot score it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from brax.envs.base import Env
+
+
+class TaskEnv(Env):
+    """A brax `Env` with the declared interface of the module docstring (defaults: no task, no frames)."""
+
+    episode_length: int = 1
+    dt: float = 1.0
+    task: Any = None
+
+    def renderer(self, height: int = 224, width: int = 224) -> Callable | None:
+        return None
+
+
+def check_env(env: Any) -> TaskEnv:
+    """``env`` itself, or one clear error when it does not declare the interface."""
+    if not isinstance(env, TaskEnv):
+        raise TypeError(f"the training step needs a rewardax.envs.TaskEnv (actions in [-1, 1], episode_length, dt, "
+                        f"task, renderer), got {type(env).__name__}: subclass TaskEnv and map the unit action onto "
+                        f"the env's controls in its step")
+    if not isinstance(env.episode_length, int) or env.episode_length < 1:
+        raise ValueError(f"{type(env).__name__}.episode_length must be a positive integer, got "
+                         f"{env.episode_length!r}")
+    return env

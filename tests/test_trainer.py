@@ -365,8 +365,8 @@ def test_a_trainable_reward_model_lives_in_the_train_state_and_its_checkpoints_b
     plain = json.loads((uninterrupted[0] / "metrics.jsonl").read_text().splitlines()[0])
     assert first[0] == pytest.approx(2.0 * plain["reward"], rel=1e-6)  # the step scored with the state's scale
     _, leaves = restored_params(tmp_path)
-    assert float(leaves["reward_params/scale"]) == 2.0
-    assert any(name.startswith("reward_opt_state/") for name in leaves)
+    assert float(leaves["0/reward_params/scale"]) == 2.0
+    assert any(name.startswith("0/reward_opt_state/") for name in leaves)
     # A run saved without the trainable part cannot silently take one: the new fields are named.
     with pytest.raises(CheckpointMismatch, match="reward_params/scale"):
         reach(CONFIG, uninterrupted[0], reward=LearnedScale(jnp.float32(2.0)))

@@ -21,6 +21,7 @@ from flax import nnx
 from rewardax.models import clip_checkpoints as ckpt
 from rewardax.models.clip import CLIP, count_params
 from rewardax.models.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, preprocess_frames
+from rewardax.models.tiny_bpe import bytes_to_unicode
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -469,7 +470,7 @@ def reference_clip_bpe(text: str) -> list[int]:
     """CLIP's tokenisation algorithm written out (the algorithm of OpenAI's / open_clip's SimpleTokenizer without
     ftfy / HTML unescaping): fold whitespace, lower-case, split with CLIP's regex, byte-encode, greedy BPE."""
     regex = pytest.importorskip("regex")
-    b2u = ckpt._bytes_to_unicode()
+    b2u = bytes_to_unicode()
     ranks = {tuple(m): i for i, m in enumerate(MERGES)}
     text = regex.sub(r"\s+", " ", text).strip().lower()
     pattern = regex.compile(r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|"

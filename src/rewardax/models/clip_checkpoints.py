@@ -38,7 +38,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import pathlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,31 +48,17 @@ import numpy as np
 from flax import nnx
 
 from rewardax.models.clip import CLIP, CLIPSpec, TowerSpec, as_spec
-from rewardax.trees import flatten, nest
-
-PathLike = str | os.PathLike
+from rewardax.models.tiny_bpe import bytes_to_unicode, tiny_bpe
+from rewardax.models.weights import (CheckpointError, CheckpointNotFoundError, PathLike, fill_module,
+                                     hf_directory_source, locate, read_config_json, resolve_hub, safetensors_source,
+                                     strip_prefix, torch_source, validate)
 
 SMOKE_PRESET_HINT = (
     "use the smoke preset, which builds a tiny random CLIP with rewardax.models.clip_checkpoints.write_random_clip"
 )
 
-# Files fetched for a hub id: config, tokenizer, preprocessor config and the (possibly sharded) safetensors.
-HUB_ALLOW_PATTERNS = (
-    "config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "vocab.json", "merges.txt", "model.safetensors", "model.safetensors.index.json",
-    "model-*-of-*.safetensors",
-)
-
 DEFAULT_OPEN_CLIP_TOKENIZER = "openai/clip-vit-base-patch32"
 """Hub id whose vocab.json/merges.txt are the CLIP BPE that open_clip uses (bpe_simple_vocab_16e6)."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is unreadable or does not match the architecture (lists every problem)."""
-
-
-class CheckpointNotFoundError(FileNotFoundError):
-    """A checkpoint could not be found locally nor downloaded."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,109 +127,6 @@ def open_clip_spec(arch: str | Mapping[str, Any]) -> CLIPSpec:
 # ----------------------------------------------------------------------------------------------------------------
 # Tensor sources (lazy: shapes first, arrays on demand)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-class _Source:
-    """Mapping key -> shape, with ``get(key) -> np.ndarray``; ``files`` names the file(s) for error messages."""
-
-    def __init__(self, shapes: dict[str, tuple[int, ...]], get: Callable[[str], np.ndarray], files: str):
-        self.shapes, self.get, self.files = shapes, get, files
-
-
-def _safetensors_source(paths: Sequence[pathlib.Path], weight_map: Mapping[str, str] | None = None) -> _Source:
-    from safetensors import safe_open
-
-    handles, shapes, where = {}, {}, {}
-    for path in paths:
-        try:
-            handle = safe_open(str(path), framework="numpy")
-            keys = list(handle.keys())
-            for k in keys:
-                shapes[k] = tuple(handle.get_slice(k).get_shape())
-                where[k] = path
-        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for bad files
-            raise CheckpointError(
-                f"{path}: not a readable safetensors file ({type(e).__name__}: {e}); it may be truncated or "
-                "corrupt: delete it and download / write it again") from e
-        handles[path] = handle
-    if weight_map is not None:
-        missing = sorted(k for k in weight_map if k not in shapes)
-        if missing:
-            raise CheckpointError(
-                f"{paths[0].parent}: model.safetensors.index.json lists {len(missing)} tensors absent from the "
-                f"shards: {_short(missing)}; a shard is probably incomplete: download it again")
-
-    def get(key: str) -> np.ndarray:
-        try:
-            return handles[where[key]].get_tensor(key)
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"{where[key]}: cannot read tensor {key!r} ({e}); the file may be truncated") from e
-
-    return _Source(shapes, get, ", ".join(str(p) for p in paths))
-
-
-def _torch_source(path: pathlib.Path) -> _Source:
-    try:
-        import torch
-    except ImportError as e:
-        raise CheckpointError(
-            f"{path}: reading a PyTorch state dict ({path.suffix}) needs torch, which is not installed; install "
-            "torch, or convert the file to .safetensors (safetensors.torch.save_file) on a machine that has it") from e
-    try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path}: torch.load(weights_only=True) failed ({type(e).__name__}: {e}); the file "
-                              "may be truncated, corrupt, or not a plain state dict") from e
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(sd).__name__}")
-    tensors = {}
-    for k, v in sd.items():
-        if not isinstance(v, torch.Tensor):
-            continue
-        if v.dtype == torch.bfloat16:
-            v = v.float()
-        tensors[k] = v.detach().cpu().numpy()
-    return _Source({k: tuple(v.shape) for k, v in tensors.items()}, tensors.__getitem__, str(path))
-
-
-def _strip_prefix(source: _Source, prefix: str) -> _Source:
-    if not source.shapes or not all(k.startswith(prefix) for k in source.shapes):
-        return source
-    shapes = {k[len(prefix):]: s for k, s in source.shapes.items()}
-    return _Source(shapes, lambda k: source.get(prefix + k), source.files)
-
-
-def _short(items: Sequence[str], n: int = 12) -> str:
-    items = list(items)
-    head = ", ".join(items[:n])
-    return head + (f", ... ({len(items) - n} more)" if len(items) > n else "")
-
-
-def _same_shape(a, b) -> bool:
-    a, b = tuple(a), tuple(b)
-    return a == b or (len(a) <= 1 and len(b) <= 1 and math.prod(a) == math.prod(b) == 1)  # scalar vs [1]
-
-
-def _validate(source: _Source, expected: Mapping[str, tuple[int, ...]], ignore: Callable[[str], bool], what: str):
-    """Raises `CheckpointError` listing missing keys, unexpected keys and shape mismatches."""
-    present = source.shapes
-    missing = [k for k in expected if k not in present]
-    unexpected = sorted(k for k in present if k not in expected and not ignore(k))
-    mismatched = [f"{k}: file {list(present[k])} vs expected {list(s)}"
-                  for k, s in expected.items() if k in present and not _same_shape(present[k], s)]
-    if missing or unexpected or mismatched:
-        lines = [f"{source.files}: does not match the {what} architecture"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {_short(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {_short(unexpected)}")
-        if mismatched:
-            lines.append(f"  mismatched shapes ({len(mismatched)}): {_short(mismatched, 8)}")
-        lines.append("  check that the file is complete and that the architecture (config.json / arch=) is the "
-                     "one the weights were trained with")
-        raise CheckpointError("\n".join(lines))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -446,120 +328,27 @@ def open_clip_to_params(get: Callable[[str], np.ndarray], spec: CLIPSpec) -> dic
 
 def build_clip(spec: Any, params: Mapping, *, dtype_mm=jnp.float32, param_dtype=jnp.float32,
                remat: bool = False, scan_unroll: int | bool = 1) -> CLIP:
-    """A `CLIP` for ``spec`` holding ``params`` (a pure dict of arrays, or of zero-argument functions returning
-    arrays, as from `hf_to_params`), without random initialisation. Leaves are converted one at a time (peak host
-    memory: the model plus one stacked tensor)."""
+    """A `CLIP` for ``spec`` holding ``params`` (as from `hf_to_params`; see `rewardax.models.weights.fill_module`),
+    without random initialisation."""
     spec = as_spec(spec)
-    abstract = nnx.eval_shape(lambda: CLIP(spec, dtype_mm=dtype_mm, param_dtype=param_dtype, remat=remat,
-                                           scan_unroll=scan_unroll, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    want = nnx.to_pure_dict(state)
-    flat_want = flatten(want)
-    flat_have = flatten(params)
-    bad = [f"{k}: missing" for k in sorted(flat_want.keys() - flat_have.keys())]
-    bad += [f"{k}: unexpected" for k in sorted(flat_have.keys() - flat_want.keys())]
-    if bad:  # a bug in a converter, not in the user's file
-        raise CheckpointError("converted parameters do not fit the model: " + _short(bad))
-    converted = {}
-    for key, abstract_leaf in flat_want.items():
-        leaf = flat_have[key]
-        value = np.asarray(leaf() if callable(leaf) else leaf)
-        if value.shape != tuple(abstract_leaf.shape):
-            raise CheckpointError(f"converted parameter {key} has shape {list(value.shape)}, the model expects "
-                                  f"{list(abstract_leaf.shape)}")
-        converted[key] = jnp.asarray(value, dtype=abstract_leaf.dtype)
-        del value
-    nnx.replace_by_pure_dict(state, nest(converted))
-    return nnx.merge(graphdef, state)
+    return fill_module(nnx.eval_shape(lambda: CLIP(spec, dtype_mm=dtype_mm, param_dtype=param_dtype, remat=remat,
+                                                   scan_unroll=scan_unroll, rngs=nnx.Rngs(0))), params)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Hugging Face directories and the hub
 # ----------------------------------------------------------------------------------------------------------------
 
-
-def hf_cache_dir() -> pathlib.Path:
-    """The Hugging Face hub cache directory, read from the environment now (``HF_HUB_CACHE``, ``HF_HOME``)."""
-    from huggingface_hub import constants
-
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return pathlib.Path(os.path.expandvars(os.path.expanduser(os.environ[var])))
-    if os.environ.get("HF_HOME"):
-        return pathlib.Path(os.path.expandvars(os.path.expanduser(os.environ["HF_HOME"]))) / "hub"
-    return pathlib.Path(constants.HF_HUB_CACHE)
-
-
-def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` is set (read now, not at import)."""
-    from huggingface_hub import constants
-
-    env = (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or "").strip().upper()
-    return env in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)
-
-
-def resolve_hub(repo_id: str, *, revision: str | None = None,
-                allow_patterns: Sequence[str] = HUB_ALLOW_PATTERNS, what: str = "CLIP checkpoint",
-                options: str | None = None) -> pathlib.Path:
-    """Local snapshot directory of a hub repo: downloaded once into the HF cache, or taken from it offline."""
-    from huggingface_hub import snapshot_download
-
-    cache, offline = hf_cache_dir(), hub_offline()
-    try:
-        return pathlib.Path(snapshot_download(repo_id, revision=revision, cache_dir=str(cache),
-                                              allow_patterns=list(allow_patterns), local_files_only=offline))
-    except Exception as e:  # noqa: BLE001 - hub errors come as many types (HTTP, offline, not found, ...)
-        why = "offline mode is on (HF_HUB_OFFLINE) and it is not cached" if offline else \
-            f"it could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        if options is None:
-            options = ("pass a local directory in Hugging Face format (config.json, model.safetensors, tokenizer "
-                       "files) or an open_clip file with arch=...; point HF_HOME (or HF_HUB_CACHE) at a cache that "
-                       f"holds {repo_id!r}; or {SMOKE_PRESET_HINT}")
-        raise CheckpointNotFoundError(
-            f"{what} {repo_id!r} not found: {why}. Looked in the Hugging Face cache {cache}. Options: {options}.") from e
-
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
-
-
-def _is_hub_id(s: str) -> bool:
-    suffix = pathlib.Path(s).suffix
-    return bool(_HUB_ID.match(s)) and suffix not in {".safetensors", ".bin", ".pt", ".pth", ".json"}
-
-
-def _hf_source(directory: pathlib.Path) -> _Source:
-    index = directory / "model.safetensors.index.json"
-    single = directory / "model.safetensors"
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"{index}: unreadable index ({e})") from e
-        shards = sorted({directory / f for f in weight_map.values()})
-        absent = [str(s) for s in shards if not s.is_file()]
-        if absent:
-            raise CheckpointError(f"{index}: shard files missing: {_short(absent)}")
-        return _safetensors_source(shards, weight_map)
-    if single.is_file():
-        return _safetensors_source([single])
-    others = sorted(p.name for p in directory.glob("*.bin")) + sorted(p.name for p in directory.glob("*.pt*"))
-    raise CheckpointError(
-        f"{directory}: no model.safetensors or model.safetensors.index.json"
-        + (f" (found {', '.join(others)}: only safetensors are read for Hugging Face checkpoints; convert with "
-           "safetensors.torch.save_file)" if others else ""))
+CLIP_OPTIONS = ("pass a local directory in Hugging Face format (config.json, model.safetensors, tokenizer files) or "
+                "an open_clip file with arch=...; point HF_HOME (or HF_HUB_CACHE) at a cache that holds it; or "
+                f"{SMOKE_PRESET_HINT}")
 
 
 def load_hf_config(directory: PathLike):
     """transformers ``CLIPConfig`` from ``directory/config.json`` (model_type must be ``clip``)."""
     from transformers import CLIPConfig
 
-    path = pathlib.Path(directory) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{directory}: no config.json (a Hugging Face CLIP directory needs config.json, "
-                              "model.safetensors and tokenizer files)")
-    raw = json.loads(path.read_text())
-    if raw.get("model_type") not in ("clip", None):
-        raise CheckpointError(f"{path}: model_type {raw.get('model_type')!r} is not 'clip'")
+    read_config_json(pathlib.Path(directory), ("clip",), "CLIP")
     return CLIPConfig.from_pretrained(str(directory))
 
 
@@ -620,21 +409,15 @@ def load_clip(name_or_path: PathLike, dtype_mm=jnp.float32, *, arch: str | Mappi
       remat: ``jax.checkpoint`` each transformer layer.
       revision: hub revision (branch, tag or commit).
     """
-    s = os.fspath(name_or_path)
-    path = pathlib.Path(s).expanduser()
+    path = locate(name_or_path, what="CLIP checkpoint", options=CLIP_OPTIONS, revision=revision)
     if path.is_file():
         return _load_open_clip(path, dtype_mm=dtype_mm, arch=arch, tokenizer=tokenizer, param_dtype=param_dtype,
                                remat=remat)
-    if path.is_dir():
-        directory = path
-    elif _is_hub_id(s.removeprefix("hf-hub:")):
-        directory = resolve_hub(s.removeprefix("hf-hub:"), revision=revision)
-    else:
-        raise CheckpointNotFoundError(f"{s}: no such file or directory (nor a valid Hugging Face hub id)")
+    directory = path
     config = load_hf_config(directory)
     spec = CLIPSpec.from_hf_config(config)
-    source = _hf_source(directory)
-    _validate(source, hf_expected_shapes(spec), _hf_ignorable, "Hugging Face CLIPModel (config.json)")
+    source = hf_directory_source(directory)
+    validate(source, hf_expected_shapes(spec), _hf_ignorable, "Hugging Face CLIPModel (config.json)")
     if tokenizer is False:  # the tokenizer before the (slow) weight conversion: fail fast
         tok = None
     else:
@@ -653,17 +436,17 @@ def _load_open_clip(path: pathlib.Path, *, dtype_mm, arch, tokenizer, param_dtyp
         arch = found[0] + ("-quickgelu" if "quickgelu" in path.name.lower() or "openai" in path.name.lower() else "")
     spec = open_clip_spec(arch)
     if path.suffix == ".safetensors":
-        source = _safetensors_source([path])
+        source = safetensors_source([path])
     elif path.suffix in (".bin", ".pt", ".pth"):
-        source = _torch_source(path)
+        source = torch_source(path)
     else:
         raise CheckpointError(f"{path}: unknown checkpoint type {path.suffix!r} (expected .safetensors, .bin, .pt "
                               "or .pth)")
-    source = _strip_prefix(source, "module.")
+    source = strip_prefix(source, "module.")
     if any(k.startswith(("vision_model.", "text_model.")) for k in source.shapes):
         raise CheckpointError(f"{path}: this is a Hugging Face CLIPModel file, not an open_clip one: pass the "
                               "directory holding it and its config.json instead")
-    _validate(source, open_clip_expected_shapes(spec), _oc_ignorable,
+    validate(source, open_clip_expected_shapes(spec), _oc_ignorable,
               f"open_clip {arch if isinstance(arch, str) else 'custom'}")
     if tokenizer is False:
         tok = None
@@ -686,39 +469,13 @@ _TINY_WORDS = (
 ).split()
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2 / CLIP byte -> printable unicode character table (bytes with a visible glyph map to themselves)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    table, extra = {}, 0
-    for b in keep:
-        table[b] = chr(b)
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return {b: table[b] for b in keep + [b for b in range(256) if b not in keep]}
-
-
 def tiny_clip_vocab(words: Iterable[str] = _TINY_WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """A tiny but valid CLIP BPE: the 256 byte symbols, their end-of-word forms, merges that build each of
     ``words`` left to right, then ``<|startoftext|>`` and ``<|endoftext|>`` (last, so it has the highest id, as in
     the real vocabulary). Returns ``(vocab, merges)``."""
-    symbols = list(_bytes_to_unicode().values())
-    tokens = symbols + [s + "</w>" for s in symbols]
-    known = set(tokens)
-    merges: list[tuple[str, str]] = []
-    for word in dict.fromkeys(w.lower() for w in words):
-        parts = list(word[:-1]) + [word[-1] + "</w>"]
-        cur = parts[0]
-        for nxt in parts[1:]:
-            pair = (cur, nxt)
-            cur = cur + nxt
-            if pair not in merges:
-                merges.append(pair)
-                if cur not in known:
-                    tokens.append(cur)
-                    known.add(cur)
+    symbols = list(bytes_to_unicode().values())
+    tokens, merges = tiny_bpe(symbols + [s + "</w>" for s in symbols],
+                              (list(word[:-1]) + [word[-1] + "</w>"] for word in dict.fromkeys(w.lower() for w in words)))
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     return {t: i for i, t in enumerate(tokens)}, merges
 

@@ -39,17 +39,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-Array = jax.Array
+from rewardax.models.layers import ACTIVATIONS as _ACTIVATIONS
+from rewardax.models.layers import Dense, LayerNorm
+from rewardax.models.layers import normal as _normal
 
-_ACTIVATIONS = {
-    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_python": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
-    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-    "gelu_fast": lambda x: jax.nn.gelu(x, approximate=True),
-    "relu": jax.nn.relu,
-}
+Array = jax.Array
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -161,45 +155,8 @@ def as_spec(config: Any) -> CLIPSpec:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Layers
+# Layers (LayerNorm, Dense: rewardax.models.layers)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _normal(rngs: nnx.Rngs, shape, std, dtype):
-    return jax.random.normal(rngs.params(), shape, jnp.float32).astype(dtype) * jnp.asarray(std, dtype)
-
-
-class LayerNorm(nnx.Module):
-    """LayerNorm computed in float32 (``stack`` adds leading axes to the parameters for scanned layers)."""
-
-    def __init__(self, dim: int, eps: float, *, stack: tuple[int, ...] = (), param_dtype=jnp.float32):
-        self.scale = nnx.Param(jnp.ones(stack + (dim,), param_dtype))
-        self.bias = nnx.Param(jnp.zeros(stack + (dim,), param_dtype))
-        self.eps = eps
-
-    def __call__(self, x: Array) -> Array:
-        x = x.astype(jnp.float32)
-        mean = jnp.mean(x, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-        y = (x - mean) * jax.lax.rsqrt(var + self.eps)
-        return y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
-
-
-class Dense(nnx.Module):
-    """``x @ kernel (+ bias)`` with inputs cast to ``dtype_mm`` and float32 accumulation / output."""
-
-    def __init__(self, din: int, dout: int, *, use_bias: bool = True, std: float = 0.02,
-                 stack: tuple[int, ...] = (), dtype_mm=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(_normal(rngs, stack + (din, dout), std, param_dtype))
-        self.bias = nnx.Param(jnp.zeros(stack + (dout,), param_dtype)) if use_bias else None
-        self.dtype_mm = dtype_mm
-
-    def __call__(self, x: Array) -> Array:
-        y = jnp.matmul(x.astype(self.dtype_mm), self.kernel[...].astype(self.dtype_mm),
-                       preferred_element_type=jnp.float32)
-        if self.bias is not None:
-            y = y + self.bias[...].astype(jnp.float32)
-        return y
 
 
 class ResidualAttentionBlock(nnx.Module):

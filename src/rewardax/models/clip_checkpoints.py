@@ -39,7 +39,6 @@ import functools
 import json
 import math
 import pathlib
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -50,8 +49,8 @@ from flax import nnx
 from rewardax.models.clip import CLIP, CLIPSpec, TowerSpec, as_spec
 from rewardax.models.tiny_bpe import bytes_to_unicode, tiny_bpe
 from rewardax.models.weights import (CheckpointError, CheckpointNotFoundError, PathLike, fill_module,
-                                     hf_directory_source, locate, read_config_json, resolve_hub, safetensors_source,
-                                     strip_prefix, torch_source, validate)
+                                     hf_directory_source, locate, random_tensors, read_config_json, resolve_hub,
+                                     safetensors_source, strip_prefix, torch_source, validate)
 
 SMOKE_PRESET_HINT = (
     "use the smoke preset, which builds a tiny random CLIP with rewardax.models.clip_checkpoints.write_random_clip"
@@ -519,25 +518,8 @@ def tiny_clip_config_dict(vocab_size: int, **overrides) -> dict:
 
 
 def random_hf_tensors(spec: CLIPSpec, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random float32 weights in transformers ``CLIPModel`` layout (non-trivial LayerNorm and bias values)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for key, shape in hf_expected_shapes(spec).items():
-        if key == "logit_scale":
-            out[key] = np.asarray(math.log(1 / 0.07), np.float32)
-            continue
-        if re.search(r"(norm\w*|layrnorm)\d?\.weight$", key):
-            w = 1.0 + 0.1 * rng.standard_normal(shape)
-        elif key.endswith(".bias"):
-            w = 0.02 * rng.standard_normal(shape)
-        elif key.endswith("class_embedding"):
-            w = shape[0] ** -0.5 * rng.standard_normal(shape)
-        elif "embedding" in key:
-            w = 0.02 * rng.standard_normal(shape)
-        else:  # matrices stored [out, in] (conv [out, c, p, p]): scale by fan-in
-            w = rng.standard_normal(shape) / math.sqrt(math.prod(shape[1:]))
-        out[key] = np.asarray(w, np.float32)
-    return out
+    """Random float32 weights in transformers ``CLIPModel`` layout (`rewardax.models.weights.random_tensors`)."""
+    return random_tensors(hf_expected_shapes(spec), seed, fixed={"logit_scale": math.log(1 / 0.07)})
 
 
 def write_random_clip(path: PathLike, config: Any = None, seed: int = 0) -> pathlib.Path:

@@ -67,7 +67,7 @@ import numpy as np
 from flax import nnx, struct
 
 from rewardax.models.layers import ACTIVATIONS, Dense, LayerNorm, RMSNorm, normal, scan_layers
-from rewardax.trees import flatten, nest
+from rewardax.models.weights import fill_module
 
 Array = jax.Array
 
@@ -872,26 +872,8 @@ def internvl_from_hf(get: Callable[[str], np.ndarray], spec: Any) -> dict:
 def build_internvl(spec: Any, params: Mapping, *, dtype_mm=jnp.float32, param_dtype=jnp.float32,
                    remat: bool = False, scan_unroll: int | bool = 1) -> InternVL:
     """An `InternVL` for ``spec`` holding ``params`` (the nested dict of `internvl_from_hf`; leaves may also be
-    zero-argument functions returning arrays), without random initialisation. Raises ValueError if the parameter
-    tree or a shape does not fit the model."""
+    zero-argument functions returning arrays), without random initialisation (`rewardax.models.weights.fill_module`)."""
     spec = as_spec(spec)
-    abstract = nnx.eval_shape(lambda: InternVL(spec, dtype_mm=dtype_mm, param_dtype=param_dtype, remat=remat,
-                                               scan_unroll=scan_unroll, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    want = flatten(nnx.to_pure_dict(state))
-    have = flatten(params)
-    bad = [f"{k}: missing" for k in sorted(want.keys() - have.keys())]
-    bad += [f"{k}: unexpected" for k in sorted(have.keys() - want.keys())]
-    if bad:
-        raise ValueError("converted InternVL parameters do not fit the model: " + "; ".join(bad[:20])
-                         + (f" (+{len(bad) - 20} more)" if len(bad) > 20 else ""))
-    converted = {}
-    for key, leaf_abstract in want.items():
-        leaf = have[key]
-        value = np.asarray(leaf() if callable(leaf) else leaf)
-        if value.shape != tuple(leaf_abstract.shape):
-            raise ValueError(f"converted InternVL parameter {key} has shape {list(value.shape)}, the model "
-                             f"expects {list(leaf_abstract.shape)}")
-        converted[key] = jnp.asarray(value, dtype=leaf_abstract.dtype)
-    nnx.replace_by_pure_dict(state, nest(converted))
-    return nnx.merge(graphdef, state)
+    return fill_module(nnx.eval_shape(lambda: InternVL(spec, dtype_mm=dtype_mm, param_dtype=param_dtype,
+                                                       remat=remat, scan_unroll=scan_unroll, rngs=nnx.Rngs(0))),
+                       params)

@@ -269,3 +269,31 @@ def locate(name_or_path: PathLike, *, what: str, options: str, revision: str | N
                            allow_patterns=allow_patterns)
     raise CheckpointNotFoundError(f"{what} {s}: no such file or directory (nor a valid Hugging Face hub id). "
                                   f"Options: {options}.")
+
+
+def random_tensors(shapes: Mapping[str, tuple[int, ...]], seed: int = 0,
+                   fixed: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Random float32 tensors for a tiny test checkpoint, by name: norm weights near 1, biases and embeddings
+    small, layer scales near 0.1, class tokens unit-sized, matrices (stored ``[out, in, ...]``) scaled by their
+    fan-in, so activations stay O(1) through the layers; ``fixed`` values are taken as they are."""
+    rng = np.random.default_rng(seed)
+    fixed = dict(fixed or {})
+    out = {}
+    for key, shape in shapes.items():
+        if key in fixed:
+            out[key] = np.asarray(fixed[key], np.float32)
+            continue
+        if re.search(r"(norm\w*|layrnorm)\d?\.weight$", key):
+            w = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif key.endswith(".bias"):
+            w = 0.02 * rng.standard_normal(shape)
+        elif key.endswith(("class_embedding", "cls_token")):
+            w = shape[-1] ** -0.5 * rng.standard_normal(shape)
+        elif "embedding" in key:
+            w = 0.02 * rng.standard_normal(shape)
+        elif re.search(r"lambda_\d$", key):
+            w = 0.1 + 0.02 * rng.standard_normal(shape)
+        else:
+            w = rng.standard_normal(shape) / math.sqrt(math.prod(shape[1:]))
+        out[key] = np.asarray(w, np.float32)
+    return out

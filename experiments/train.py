@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import traceback
+from typing import Callable
 
 import jax
 import tyro
@@ -27,10 +28,12 @@ from rewardax import distributed
 from rewardax.models import CheckpointError, CheckpointNotFoundError
 from rewardax.train import (CheckpointCorrupt, ProcessLost, TrainConfig, TrainingDiverged, TrainingStalled,
                             default_preset, presets, train)
-from rewardax.train.config import PRESET_NAMES
+from rewardax.train.config import PRESET_NAMES, RewardConfig
 
 
-def main(argv: list[str] | None = None, task: str | None = None) -> dict:
+def main(argv: list[str] | None = None, task: str | None = None,
+         reward: Callable[[str], RewardConfig] | None = None) -> dict:
+    """Parse ``argv`` over the preset (``task`` and ``reward(preset)`` replace the preset's own) and train."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--preset", choices=PRESET_NAMES)
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None, task: str | None = None) -> dict:
     base = presets()[preset]
     if task is not None:
         base = dataclasses.replace(base, task=task)
+    if reward is not None:
+        base = dataclasses.replace(base, reward=reward(preset))
     try:
         config = tyro.cli(TrainConfig, default=base, args=rest, description=f"{__doc__}\nPreset: {preset}.")
         summary = train(config)

@@ -10,7 +10,9 @@ A `TaskEnv` is a brax `Env` with:
   (``success(pipeline_state)``, ``dense(pipeline_state)``), whose values the env also reports after every step
   in ``metrics["success"]`` and ``metrics["dense"]``; None for an env with no such task (the probes);
 - ``renderer(height, width)``: a jittable ``pipeline_state [B] -> Frame [B]`` of the task camera, or None for
-  an env that draws nothing (reward models that need frames cannot score it).
+  an env that draws nothing (reward models that need frames cannot score it);
+- ``goal_frame(height, width)``: the task's goal drawn by that camera (the humanoid: its canonical pose), a uint8
+  ``[H, W, 3]`` image, or None (the pairwise yes-token reward compares frames with it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class TaskEnv(Env):
     task: Any = None
 
     def renderer(self, height: int = 224, width: int = 224) -> Callable | None:
+        return None
+
+    def goal_frame(self, height: int = 224, width: int = 224):
         return None
 
 

@@ -16,12 +16,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import mujoco
+import numpy as np
 from brax.envs.base import State
 from mujoco import mjx
 
 from rewardax.envs.base import TaskEnv
 from rewardax.envs.model import LOOKS, humanoid_model
-from rewardax.envs.tasks import TASKS, get_task
+from rewardax.envs.tasks import TASKS, get_task, pose_data
 from rewardax.render import Camera, FreeCamera, Frame, Renderer
 
 
@@ -140,6 +141,12 @@ class Humanoid(TaskEnv):
             return draw.batch(data, jax.vmap(self.camera)(data))
 
         return render
+
+    def goal_frame(self, height: int = 224, width: int = 224) -> np.ndarray:
+        """The task's canonical pose (`rewardax.envs.tasks.pose_data`) from the task camera, uint8 ``[H, W, 3]``."""
+        data = mjx.put_data(self.mj_model, pose_data(self.task, self.mj_model), device=jax.local_devices()[0])
+        batch = jax.tree.map(lambda x: x[None], data)
+        return np.asarray(jax.jit(lambda d: self.renderer(height, width)(d).rgb[0])(batch))
 
     def _oracle(self, data: mjx.Data) -> dict[str, jax.Array]:
         return {"success": self.task.success(data).astype(jnp.float32), "dense": self.task.dense(data)}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import tempfile
-from typing import Annotated, ClassVar, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 import jax
 import jax.numpy as jnp
@@ -24,12 +24,14 @@ import tyro
 
 from rewardax import distributed
 from rewardax.envs.base import TaskEnv
-from rewardax.rewards import ClipReward, DenseReward, OracleReward, Reward
+from rewardax.rewards import ClipReward, DenseReward, OracleReward, Reward, YesTokenReward
 from rewardax.rewards.clip import check_alpha
+from rewardax.rewards.yes_token import SCORES
 from rewardax.rl.ppo import PPOConfig
 
 PAPER_CLIP = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
 SMALL_CLIP = "openai/clip-vit-base-patch32"
+PAPER_VLM = "OpenGVLab/InternVL3-1B-hf"  # RewardDance's backbone family, at its smallest
 
 
 HUMANOID_PPO = PPOConfig(
@@ -106,6 +108,68 @@ class DenseRewardConfig:
         return DenseReward(_task(env, self.kind))
 
 
+@dataclasses.dataclass(frozen=True)
+class YesTokenRewardConfig:
+    """The yes-token reward (VQAScore / RewardDance): P("yes") of InternVL asked about the rendered frame
+    (`rewardax.rewards.YesTokenReward`); the question takes the task's goal sentence."""
+
+    kind: ClassVar[str] = "yes_token"
+    checkpoint: str = PAPER_VLM
+    """InternVL checkpoint: Hugging Face hub id (an -hf repo), local directory, or "random" (tiny, offline)."""
+    bfloat16: bool = True
+    """Run the VLM's matmuls in bfloat16 (norms, softmax and the answer's softmax stay float32)."""
+    mode: Literal["pointwise", "pairwise"] = "pointwise"
+    """pointwise: "Does this figure show ...?"; pairwise: "Is image 2 better than image 1 at showing ...?" with
+    the reference as image 1."""
+    reference: str = "goal"
+    """Pairwise only: "goal" (the task's canonical pose, rendered by the task camera) or an image file."""
+    question: str = ""
+    """The question, with {goal} for the task's sentence (default: VQAScore's pointwise, RewardDance's pairwise)."""
+    score: Literal["p_yes", "p_yes_given_yes_or_no", "log_odds"] = "p_yes"
+    """P("yes") over the whole vocabulary, renormalised over yes and no, or the log-odds yes vs no."""
+
+    def problems(self) -> list[str]:
+        problems = []
+        if self.mode not in ("pointwise", "pairwise"):
+            problems.append(f"mode must be pointwise or pairwise, got {self.mode!r}")
+        if self.question and "{goal}" not in self.question:
+            problems.append(f"question must contain {{goal}} (the task's sentence), got {self.question!r}")
+        if self.score not in SCORES:
+            problems.append(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        if self.mode == "pairwise" and self.reference != "goal" and not pathlib.Path(self.reference).is_file():
+            problems.append(f"reference must be 'goal' or an image file, got {self.reference!r} (no such file)")
+        return problems
+
+    def build(self, env: TaskEnv) -> Reward:
+        """Loads the checkpoint (before a run directory exists) and encodes the shared prefix once."""
+        from rewardax.models import load_vlm, write_random_vlm
+
+        dtype = jnp.bfloat16 if self.bfloat16 else jnp.float32
+        if self.checkpoint == "random":  # deterministic (seed 0), like the random CLIP
+            with tempfile.TemporaryDirectory(prefix="rewardax-random-vlm-") as directory:
+                model, processor = load_vlm(write_random_vlm(pathlib.Path(directory) / "vlm"), dtype)
+        else:
+            model, processor = load_vlm(self.checkpoint, dtype)
+        task = _task(env, self.kind)
+        reference = None
+        if self.mode == "pairwise":
+            size = processor.image_size
+            reference = env.goal_frame(size, size) if self.reference == "goal" else _read_image(self.reference)
+            if reference is None:
+                raise ValueError(f"{type(env).__name__} draws no goal frame: pass reference= an image file")
+        return YesTokenReward.create(model, processor, task.goal[0], reference=reference,
+                                     question=self.question or None, score=self.score)
+
+
+def _read_image(path: str):
+    import imageio.v3 as iio
+
+    image = iio.imread(path)
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        raise ValueError(f"{path}: expected an RGB image, got an array of shape {image.shape}")
+    return image[..., :3]
+
+
 def _task(env: TaskEnv, kind: str):
     if env.task is None:
         raise ValueError(f"the {kind} reward needs the env's task (its prompts and oracle); {type(env).__name__} "
@@ -115,11 +179,12 @@ def _task(env: TaskEnv, kind: str):
 
 RewardConfig = Union[Annotated[ClipRewardConfig, tyro.conf.subcommand(ClipRewardConfig.kind)],
                      Annotated[OracleRewardConfig, tyro.conf.subcommand(OracleRewardConfig.kind)],
-                     Annotated[DenseRewardConfig, tyro.conf.subcommand(DenseRewardConfig.kind)]]
+                     Annotated[DenseRewardConfig, tyro.conf.subcommand(DenseRewardConfig.kind)],
+                     Annotated[YesTokenRewardConfig, tyro.conf.subcommand(YesTokenRewardConfig.kind)]]
 """One of the named reward configs; on the command line a subcommand after the other options, e.g.
 ``--num-envs 64 reward:clip --reward.alpha 0.5`` or ``reward:oracle``."""
 
-REWARD_CONFIGS = {c.kind: c for c in (ClipRewardConfig, OracleRewardConfig, DenseRewardConfig)}
+REWARD_CONFIGS = {c.kind: c for c in (ClipRewardConfig, OracleRewardConfig, DenseRewardConfig, YesTokenRewardConfig)}
 """Every reward config by name."""
 
 
@@ -132,8 +197,8 @@ class TrainConfig:
     look: str = "paper"
     """Scene look: "paper" (sky, tiled floor, grey body) or "default" (the MJCF's colours)."""
     reward: RewardConfig = ClipRewardConfig()
-    """Reward model: clip (the VLM-RM CLIP reward of the rendered frame), oracle (the task's binary pose test)
-    or dense (its dense ground truth)."""
+    """Reward model: clip (the VLM-RM CLIP reward of the rendered frame), yes_token (P("yes") of InternVL asked
+    about the frame), oracle (the task's binary pose test) or dense (its dense ground truth)."""
     frame_size: int = 224
     """Side of the rendered frames in pixels (resized to the reward model's input size)."""
     num_envs: int = 1024

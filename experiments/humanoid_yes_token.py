@@ -1,0 +1,26 @@
+"""A humanoid learns to kneel from the sentence "a humanoid robot kneeling", scored by a generative VLM's
+P("yes") (the VQAScore / RewardDance reward) instead of CLIP.
+
+    python experiments/humanoid_yes_token.py                                     # InternVL3-1B, pointwise
+    python experiments/humanoid_yes_token.py reward:yes_token --reward.mode pairwise   # against the goal pose
+    python experiments/humanoid_yes_token.py --preset smoke                      # offline: a tiny random InternVL
+    python experiments/humanoid_yes_token.py --preset smoke reward:yes_token --reward.checkpoint random \\
+        --reward.bfloat16 False --reward.mode pairwise
+
+All options of experiments/train.py apply; the reward's own options follow ``reward:yes_token``.
+"""
+
+import train
+
+from rewardax.train.config import YesTokenRewardConfig
+
+
+def yes_token_reward(preset: str) -> YesTokenRewardConfig:
+    """The preset's VLM: InternVL3-1B in bfloat16, or for the smoke preset a tiny random one (offline)."""
+    if preset == "smoke":
+        return YesTokenRewardConfig(checkpoint="random", bfloat16=False)
+    return YesTokenRewardConfig()
+
+
+if __name__ == "__main__":
+    train.main(task="kneeling", reward=yes_token_reward)

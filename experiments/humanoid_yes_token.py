@@ -2,12 +2,12 @@
 P("yes") (the VQAScore / RewardDance reward) instead of CLIP.
 
     python experiments/humanoid_yes_token.py                                     # InternVL3-1B, pointwise
-    python experiments/humanoid_yes_token.py reward:yes_token --reward.mode pairwise   # against the goal pose
+    python experiments/humanoid_yes_token.py reward:yes-token --reward.mode pairwise   # against the goal pose
     python experiments/humanoid_yes_token.py --preset smoke                      # offline: a tiny random InternVL
-    python experiments/humanoid_yes_token.py --preset smoke reward:yes_token --reward.checkpoint random \\
+    python experiments/humanoid_yes_token.py --preset smoke reward:yes-token --reward.checkpoint random \\
         --reward.bfloat16 False --reward.mode pairwise
 
-All options of experiments/train.py apply; the reward's own options follow ``reward:yes_token``.
+All options of experiments/train.py apply; the reward's own options follow ``reward:yes-token``.
 """
 
 import train

@@ -39,3 +39,20 @@ def test_offline_without_weights_stops_at_once_naming_the_smoke_preset(tmp_path,
         train.main(["--preset", "cpu", "--run-dir", str(tmp_path / "run"), "--num-envs", "4"], task="splits")
     assert exit_.value.code == 1
     assert "smoke" in capsys.readouterr().err
+
+
+def test_the_yes_token_smoke_experiment_trains_with_the_pairwise_reward(tmp_path):
+    """``python experiments/humanoid_yes_token.py --preset smoke reward:yes-token --reward.mode pairwise``: a tiny
+    random InternVL (offline) compares every frame with the rendered goal pose inside the training step."""
+    import humanoid_yes_token
+    import train
+
+    argv = ["--preset", "smoke", "--run-dir", str(tmp_path), "--eval-episodes", "1", "reward:yes-token",
+            "--reward.mode", "pairwise"]
+    summary = train.main(argv, task="kneeling", reward=humanoid_yes_token.yes_token_reward)
+    assert summary["stopped"] == "finished" and summary["iterations"] == 2
+    metrics = summary["metrics"]
+    assert 0.0 < metrics["yes_token/p_yes"] < 1.0 and metrics["reward"] == metrics["yes_token/p_yes"]
+    saved = json.loads((tmp_path / "config.json").read_text())["config"]["reward"]
+    assert saved["kind"] == "yes_token" and saved["mode"] == "pairwise" and saved["checkpoint"] == "random"
+    assert (tmp_path / "videos" / "iteration_000002.mp4").stat().st_size > 0

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from rewardax.models import load_vlm, write_random_vlm
 from rewardax.rewards import YesTokenReward
@@ -45,7 +46,8 @@ def full_prompt_logits(model, processor, question, images):
     prompts = [processor.prompt(question.format(goal=GOAL), len(row)) for row in images]
     ids, mask = processor.tokenize(prompts)
     pixels = processor.preprocess(jnp.concatenate([jnp.stack(row) for row in images]))
-    return model.last_token_logits(pixels, ids, mask)
+    graphdef, params = nnx.split(model)
+    return jax.jit(lambda p, *inputs: nnx.merge(graphdef, p).last_token_logits(*inputs))(params, pixels, ids, mask)
 
 
 @pytest.mark.parametrize("size", [56, 40])
@@ -67,12 +69,13 @@ def test_pairwise_encodes_the_reference_once_and_scores_each_frame_after_it(vlm)
     reward = YesTokenReward.create(model, processor, GOAL, reference=reference, score="log_odds")
     assert reward.prefix.length > processor.image_seq_length  # the reference image is in the cached prefix
     batch = frames(2, 56, seed=2)
-    cached = reward.logits(batch)
+    cached = jax.jit(lambda r, f: r.logits(f))(reward, batch)
     expected = full_prompt_logits(model, processor, PAIRWISE, [[reference, f] for f in batch])
     np.testing.assert_allclose(cached, expected, rtol=1e-5, atol=1e-5)
     # the reference matters: another one gives other scores
     other = YesTokenReward.create(model, processor, GOAL, reference=frames(1, 80, seed=3)[0], score="log_odds")
-    assert not np.allclose(reward(batch)[0], other(batch)[0])
+    score = jax.jit(lambda r, f: r(f)[0])
+    assert not np.allclose(score(reward, batch), score(other, batch))
 
 
 def test_bad_settings_get_one_clear_error(vlm):

@@ -1,7 +1,7 @@
 """Environments: the MJX humanoid, the paper's tasks (prompts + oracle pose tests) and their camera.
 
     env = rewardax.envs.make("splits", look="default")
-    states = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4))
+    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 4))  # jit: one program, not 1000s of ops
     frames = env.renderer(224, 224)(states.pipeline_state)   # a batch of 4 frames
 
 Envs are `TaskEnv`s (`rewardax.envs.base`: brax `Env`s with actions in [-1, 1], a time limit, a task and

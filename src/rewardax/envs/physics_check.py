@@ -109,15 +109,20 @@ def stress_mujoco(model: mujoco.MjModel, num_envs: int, steps: int, frame_skip: 
 
 def _mjx_trajectory(env: Humanoid, qpos: np.ndarray, qvel: np.ndarray, ctrls: np.ndarray):
     """qpos after every env step and the oracle at the end, MJX from (qpos, qvel) under ``ctrls`` [T, nu]."""
-    data = mjx.forward(env.sys, mjx.make_data(env.sys).replace(qpos=jnp.asarray(qpos), qvel=jnp.asarray(qvel)))
-
     def one(data, ctrl):
         data = data.replace(ctrl=ctrl)
         data = jax.lax.fori_loop(0, env.config.frame_skip, lambda _, d: mjx.step(env.sys, d), data)
         return data, data.qpos
 
-    data, qpos = jax.jit(lambda d, c: jax.lax.scan(one, d, c))(data, jnp.asarray(ctrls, jnp.float32))
-    return np.asarray(qpos), bool(env.task.success(data))
+    @jax.jit  # one program: MJX run eagerly is thousands of small dispatches
+    def run(qpos, qvel, ctrls):
+        data = mjx.forward(env.sys, mjx.make_data(env.sys).replace(qpos=qpos, qvel=qvel))
+        data, trajectory = jax.lax.scan(one, data, ctrls)
+        return trajectory, env.task.success(data)
+
+    trajectory, success = run(jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32),
+                              jnp.asarray(ctrls, jnp.float32))
+    return np.asarray(trajectory), bool(success)
 
 
 def _mujoco_trajectory(env: Humanoid, qpos: np.ndarray, qvel: np.ndarray, ctrls: np.ndarray):

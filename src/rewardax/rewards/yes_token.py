@@ -19,6 +19,7 @@ of any size are resized in JAX to the model's input (one tile, squashed to the s
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import jax
@@ -61,6 +62,16 @@ def check_question(question: str) -> str:
     return question
 
 
+@partial(jax.jit, static_argnums=(0, 3))
+def _encode_prefix(graphdef, params, prefix_ids, processor, reference) -> KVCache:
+    """The shared prefix's keys and values (one compiled program: the VLM run eagerly is thousands of ops)."""
+    model = nnx.merge(graphdef, params)
+    x = model.embed_tokens(prefix_ids)
+    if reference is not None:
+        x = model.splice_images(x, prefix_ids, model.embed_images(processor.preprocess(reference)))
+    return model.decode(x, return_kv=True)["kv"]
+
+
 @struct.dataclass
 class YesTokenReward(Reward):
     """P("yes") of an InternVL asked about the rendered frame (see module docstring). Build with `create`."""
@@ -91,12 +102,9 @@ class YesTokenReward(Reward):
         image = np.flatnonzero(ids == processor.image_token_id)
         frame_start = image[-processor.image_seq_length]  # the frame is the last image
         prefix_ids, suffix_ids = ids[:frame_start], ids[frame_start:]
-        x = model.embed_tokens(prefix_ids[None])
-        if reference is not None:
-            pixels = processor.preprocess(jnp.asarray(reference)[None])
-            x = model.splice_images(x, prefix_ids[None], model.embed_images(pixels))
-        prefix = model.decode(x, return_kv=True)["kv"]
         graphdef, params = nnx.split(model)
+        prefix = _encode_prefix(graphdef, params, jnp.asarray(prefix_ids[None]), processor,
+                                None if reference is None else jnp.asarray(reference)[None])
         return cls(graphdef=graphdef, params=params, prefix=prefix, suffix_ids=jnp.asarray(suffix_ids),
                    yes_ids=tuple(processor.answer_ids("yes")), no_ids=tuple(processor.answer_ids("no")), score=score,
                    processor=processor)

@@ -343,8 +343,8 @@ def _config(**changes):
     (dict(downsample_ratio=0.3), ValueError, "downsample_ratio"),
     (dict(vision_config=dict(image_size=[56, 42])), ValueError, "square"),
     (dict(vision_config=dict(norm_type="batch_norm")), ValueError, "norm_type"),
-    (dict(text_config=dict(rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e4})),
-     NotImplementedError, "dynamic"),
+    (dict(text_config=dict(rope_parameters={"rope_type": "yarn", "factor": 2.0, "rope_theta": 1e4})),
+     NotImplementedError, "yarn"),
     (dict(text_config=dict(use_sliding_window=True, sliding_window=4, max_window_layers=1)), ValueError,
      "sliding"),
     (dict(text_config=dict(model_type="llama", hidden_size=40, num_attention_heads=4)), ValueError, "Qwen2"),
@@ -369,3 +369,16 @@ def test_bad_inputs_raise():
     del params["vision"]["cls_token"]
     with pytest.raises(ValueError, match="cls_token: missing"):
         iv.build_internvl(spec, params)
+
+
+def test_dynamic_rope_is_the_default_rope_within_max_position_embeddings():
+    """InternVL3's text config has dynamic NTK rope: transformers rescales its base only past
+    max_position_embeddings, so at the lengths a reward prompt has it is the default rope, as the port reads it."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    config = _config(text_config=dict(rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e6},
+                                      max_position_embeddings=64))
+    spec = iv.InternVLSpec.from_hf_config(config)
+    assert spec.text.rope_type == "default" and spec.text.max_positions == 64
+    inv_freq, _ = ROPE_INIT_FUNCTIONS["dynamic"](config.text_config, None)
+    np.testing.assert_allclose(spec.text.inv_freq(), inv_freq.numpy(), rtol=1e-6)

@@ -72,7 +72,9 @@ from rewardax.models.weights import fill_module
 Array = jax.Array
 
 _ACT = {**ACTIVATIONS, "silu": jax.nn.silu, "swish": jax.nn.silu}
-_ROPE_TYPES = ("default", "linear")
+_ROPE_TYPES = ("default", "linear", "dynamic")
+"""``dynamic`` (NTK) rope is the default rope up to ``max_position_embeddings`` tokens (transformers rescales the
+base only beyond it), so it is read as ``default`` with that limit (`Qwen2Spec.max_positions`)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -157,6 +159,8 @@ class Qwen2Spec:
     """``default`` or ``linear`` (inverse frequencies divided by ``rope_factor``)."""
     rope_factor: float = 1.0
     """``rope_parameters['factor']`` of ``linear`` rope."""
+    max_positions: int = 32768
+    """``max_position_embeddings``: the longest sequence the rotary positions are defined for here."""
 
     def __post_init__(self):
         if self.heads % self.kv_heads:
@@ -270,6 +274,8 @@ class InternVLSpec:
         theta = rope.get("rope_theta", getattr(t, "rope_theta", None))
         theta = float(theta if theta is not None else 10000.0)
         factor = 1.0
+        if rope_type == "dynamic":  # the default rope within max_position_embeddings (see _ROPE_TYPES)
+            rope_type = "default"
         if rope_type == "linear":
             factor = float(rope["factor"])
             if float(rope.get("partial_rotary_factor", 1.0)) != 1.0:
@@ -290,6 +296,7 @@ class InternVLSpec:
             vocab_size=int(t.vocab_size), width=int(t.hidden_size), depth=int(t.num_hidden_layers), heads=heads,
             kv_heads=int(kv), head_dim=int(head_dim), mlp_dim=int(t.intermediate_size), act=str(t.hidden_act),
             eps=float(t.rms_norm_eps), rope_theta=theta, rope_type=rope_type, rope_factor=factor,
+            max_positions=int(getattr(t, "max_position_embeddings", 32768) or 32768),
         )
         return cls(
             vision=vision, text=text, image_token_id=int(config.image_token_id),

@@ -101,6 +101,9 @@ class YesTokenReward(Reward):
         ids = processor.tokenize([prompt])[0][0]
         image = np.flatnonzero(ids == processor.image_token_id)
         frame_start = image[-processor.image_seq_length]  # the frame is the last image
+        if len(ids) > model.spec.text.max_positions:
+            raise ValueError(f"the prompt has {len(ids)} tokens, more than the model's {model.spec.text.max_positions} "
+                             f"positions: shorten the question")
         prefix_ids, suffix_ids = ids[:frame_start], ids[frame_start:]
         graphdef, params = nnx.split(model)
         prefix = _encode_prefix(graphdef, params, jnp.asarray(prefix_ids[None]), processor,

@@ -121,7 +121,8 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     ({"reward": ClipRewardConfig(alpha=2.0)}, r"alpha must be in \[0, 1\]"),
     ({"frame_size": 0}, "frame_size must be an integer of at least 1, got 0"),
     ({"eval_episodes": 0, "iterations": -1}, "iterations must be .* eval_episodes must be"),  # every problem at once
-    ({"reward": "clip"}, "reward must be one of ClipRewardConfig, OracleRewardConfig, DenseRewardConfig, got 'clip'"),
+    ({"reward": "clip"}, "reward must be one of ClipRewardConfig, OracleRewardConfig, DenseRewardConfig, "
+                          "YesTokenRewardConfig, got 'clip'"),
 ])
 def test_every_config_value_is_checked_when_the_config_is_made(change, message):
     with pytest.raises(ValueError, match=f"invalid training config: .*{message}"):

@@ -39,10 +39,10 @@ Shapes (random weights written by `write_random_vlm`, cached under ``outputs/yes
   defaults (documented as the InternVL3-1B-hf configuration), except the q/k/v bias (default False). The q/k/v
   bias, the text numbers, the projector and an untied ``lm_head`` (a separate 896x151674 Linear, top-level
   ``tie_word_embeddings: false``) are from a printed module tree and config of the original
-  ``OpenGVLab/InternVL3-1B`` (found in a public repository, not the hub itself); I did not see the -hf repo's
-  config.json. The tokenizer is write_random_vlm's tiny one (the real Qwen tokenizer is not available offline),
-  so the prompt's text tokens are about, not exactly, the real count; the 256 (pointwise) or 2 x 258 (pairwise)
-  image tokens dominate the sequence either way. Tied or not changes parameters, not FLOPs.
+  ``OpenGVLab/InternVL3-1B`` (found in a public repository, not the hub itself); the -hf repo's
+  config.json was not seen. The tokenizer is write_random_vlm's tiny one (the real Qwen tokenizer is not
+  available offline), so the prompt's text tokens are about, not exactly, the real count; the 256 (pointwise) or
+  2 x 258 (pairwise) image tokens dominate the sequence either way. Tied or not changes parameters, not FLOPs.
 
 Goals (at the 1B shape, on CPU, float32): pairwise cached >= 1.8x the per-sample PyTorch rate (the cache skips
 the reference image's 300M-parameter tower pass and its 258 decoder tokens, about half the work), pointwise

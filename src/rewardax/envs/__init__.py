@@ -18,7 +18,8 @@ from rewardax.envs.humanoid import Humanoid, HumanoidConfig
 from rewardax.envs.model import LOOKS, humanoid_model, humanoid_spec
 from rewardax.envs.tasks import TASKS, Task, get_task
 
-__all__ = ["LOOKS", "TASKS", "Humanoid", "HumanoidConfig", "Task", "TaskEnv", "check_env", "get_task", "humanoid_model", "humanoid_spec",
+__all__ = ["LOOKS", "TASKS", "Humanoid", "HumanoidConfig", "Task", "TaskEnv", "check_env", "get_task", "humanoid_model",
+           "humanoid_spec",
            "make", "names"]
 
 

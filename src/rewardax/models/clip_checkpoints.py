@@ -473,8 +473,8 @@ def tiny_clip_vocab(words: Iterable[str] = _TINY_WORDS) -> tuple[dict[str, int],
     ``words`` left to right, then ``<|startoftext|>`` and ``<|endoftext|>`` (last, so it has the highest id, as in
     the real vocabulary). Returns ``(vocab, merges)``."""
     symbols = list(bytes_to_unicode().values())
-    tokens, merges = tiny_bpe(symbols + [s + "</w>" for s in symbols],
-                              (list(word[:-1]) + [word[-1] + "</w>"] for word in dict.fromkeys(w.lower() for w in words)))
+    spelled = (list(word[:-1]) + [word[-1] + "</w>"] for word in dict.fromkeys(w.lower() for w in words))
+    tokens, merges = tiny_bpe(symbols + [s + "</w>" for s in symbols], spelled)
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     return {t: i for i, t in enumerate(tokens)}, merges
 

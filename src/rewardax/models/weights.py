@@ -183,7 +183,8 @@ def resolve_hub(repo_id: str, *, what: str, options: str, revision: str | None =
         why = "offline mode is on (HF_HUB_OFFLINE) and it is not cached" if offline else \
             f"it could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         raise CheckpointNotFoundError(
-            f"{what} {repo_id!r} not found: {why}. Looked in the Hugging Face cache {cache}. Options: {options}.") from e
+            f"{what} {repo_id!r} not found: {why}. Looked in the Hugging Face cache {cache}. "
+            f"Options: {options}.") from e
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -252,7 +253,8 @@ def read_config_json(directory: pathlib.Path, model_types: Sequence[str], what: 
     except ValueError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from e
     if raw.get("model_type") not in (*model_types, None):
-        raise CheckpointError(f"{path}: model_type {raw.get('model_type')!r} is not {' or '.join(map(repr, model_types))}"
+        expected = " or ".join(map(repr, model_types))
+        raise CheckpointError(f"{path}: model_type {raw.get('model_type')!r} is not {expected}"
                               f" (this loader reads {what} checkpoints)")
     return raw
 

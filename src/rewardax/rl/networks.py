@@ -1,13 +1,13 @@
 """Policy and value networks (Flax NNX) and the pure functions PPO calls on their split state.
 
-Actions: the policy is a diagonal Gaussian over an unbounded ``action``; the env receives that sample
-*clipped* to [-1, 1], the action box of every env (`rewardax.envs.TaskEnv`, which maps it onto its actuators).
-Clipping is part of the env, not of the policy, so the stored ``action`` is the raw sample and its log-probability and entropy are the exact
-Gaussian ones (no change-of-variables term, unlike tanh squashing, and a closed-form entropy).
+Actions: the policy is a diagonal Gaussian over an unbounded ``action``; the env receives that sample *clipped*
+to [-1, 1], the action box of every env (`rewardax.envs.TaskEnv`, which maps it onto its actuators). Clipping is
+part of the env, not of the policy, so the stored ``action`` is the raw sample and its log-probability and
+entropy are the exact Gaussian ones (no change-of-variables term, unlike tanh squashing, and a closed-form
+entropy).
 
-Modules are built once with `init_actor_critic`, which returns a static `ActorCritic` (the graph
-definitions) and a params pytree ``{"policy": nnx.State, "value": nnx.State}``; everything inside `jit`
-works on that pytree.
+Modules are built once with `init_actor_critic`, which returns a static `ActorCritic` (the graph definitions)
+and a params pytree ``{"policy": nnx.State, "value": nnx.State}``; everything inside `jit` works on that pytree.
 """
 
 from __future__ import annotations

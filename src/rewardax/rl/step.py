@@ -6,7 +6,8 @@
 
 ``train_step`` is `jax.jit` of `jax.shard_map` over a one-axis mesh of every device (of every host after
 `jax.distributed.initialize()`): the envs are split along the mesh axis, the agent and the reward model are
-replicated, and gradients and statistics are summed over devices in device order (`rewardax.rl.reduce`). Frames never leave the device.
+replicated, and gradients and statistics are summed over devices in device order (`rewardax.rl.reduce`).
+Frames never leave the device.
 Randomness is per env (keyed by global env index) and minibatches are shuffled time steps, so a run takes
 the same steps on one device as on many.
 

@@ -280,7 +280,8 @@ def presets() -> dict[str, TrainConfig]:
     devices = jax.device_count()
     return {
         "smoke": dataclasses.replace(
-            base, reward=ClipRewardConfig(checkpoint="random", bfloat16=False), frame_size=32, num_envs=2 * devices, iterations=2,
+            base, reward=ClipRewardConfig(checkpoint="random", bfloat16=False), frame_size=32,
+            num_envs=2 * devices, iterations=2,
             ppo=dataclasses.replace(base.ppo, num_steps=8, minibatches=2, epochs=2, hidden_sizes=(32, 32)),
             checkpoint_every=1, eval_every=0, eval_episodes=2),
         "cpu": dataclasses.replace(base, reward=ClipRewardConfig(SMALL_CLIP, bfloat16=False), num_envs=8 * devices, iterations=1000,

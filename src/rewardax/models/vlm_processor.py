@@ -97,8 +97,8 @@ class VLMProcessor:
 
     def tokenize(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` int32 ``[B, T]``, left-padded."""
-        self.tokenizer.padding_side = "left"
-        encoded = self.tokenizer(list(prompts), padding=True, return_tensors="np", add_special_tokens=False)
+        encoded = self.tokenizer(list(prompts), padding=True, padding_side="left", return_tensors="np",
+                                 add_special_tokens=False)
         return np.asarray(encoded["input_ids"], np.int32), np.asarray(encoded["attention_mask"], np.int32)
 
     def preprocess(self, frames: jax.Array) -> jax.Array:

@@ -72,13 +72,8 @@ class ClipRewardConfig:
         """Loads the checkpoint (a missing or broken one raises here, before a run directory exists)."""
         from rewardax.models import load_clip, write_random_clip
 
-        dtype = jnp.bfloat16 if self.bfloat16 else jnp.float32
-        if self.checkpoint == "random":  # deterministic (seed 0): a resumed smoke run scores frames the same way
-            with tempfile.TemporaryDirectory(prefix="rewardax-random-clip-") as directory:
-                model, tokenizer = load_clip(write_random_clip(pathlib.Path(directory)), dtype)
-        else:
-            model, tokenizer = load_clip(self.checkpoint, dtype)
         task = _task(env, self.kind)
+        model, tokenizer = _load(self.checkpoint, self.bfloat16, load_clip, write_random_clip)
         return ClipReward.create(model, tokenizer, task.goal, task.baseline, self.alpha)
 
 
@@ -144,13 +139,8 @@ class YesTokenRewardConfig:
         """Loads the checkpoint (before a run directory exists) and encodes the shared prefix once."""
         from rewardax.models import load_vlm, write_random_vlm
 
-        dtype = jnp.bfloat16 if self.bfloat16 else jnp.float32
-        if self.checkpoint == "random":  # deterministic (seed 0), like the random CLIP
-            with tempfile.TemporaryDirectory(prefix="rewardax-random-vlm-") as directory:
-                model, processor = load_vlm(write_random_vlm(pathlib.Path(directory) / "vlm"), dtype)
-        else:
-            model, processor = load_vlm(self.checkpoint, dtype)
         task = _task(env, self.kind)
+        model, processor = _load(self.checkpoint, self.bfloat16, load_vlm, write_random_vlm)
         reference = None
         if self.mode == "pairwise":
             size = processor.image_size
@@ -159,6 +149,16 @@ class YesTokenRewardConfig:
                 raise ValueError(f"{type(env).__name__} draws no goal frame: pass reference= an image file")
         return YesTokenReward.create(model, processor, task.goal[0], reference=reference,
                                      question=self.question or None, score=self.score)
+
+
+def _load(checkpoint: str, bfloat16: bool, load, write_random):
+    """``load(checkpoint, dtype)``; for "random", a tiny random model written into a temporary directory
+    (seed 0: deterministic, so a resumed smoke run scores frames the same way)."""
+    dtype = jnp.bfloat16 if bfloat16 else jnp.float32
+    if checkpoint != "random":
+        return load(checkpoint, dtype)
+    with tempfile.TemporaryDirectory(prefix="rewardax-random-") as directory:
+        return load(write_random(pathlib.Path(directory) / "model"), dtype)
 
 
 def _read_image(path: str):

@@ -159,7 +159,9 @@ def run_all(model: CLIP, pixels, ids, mask):
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype_mm,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)], ids=["f32", "bf16"])
+# bfloat16: the similarity logits (100 × a cosine near 0 for random towers) carry the largest relative error, 1.6e-2 to
+# 2.3e-2 on config C depending on where the attention weights are rounded (before or after normalising).
+@pytest.mark.parametrize("dtype_mm,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)], ids=["f32", "bf16"])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_matches_transformers(cases, name, dtype_mm, tol):
     case = cases(name)

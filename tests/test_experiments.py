@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 
 import rewardax.envs as envs
+from rewardax.train.checkpoints import Checkpoints
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "experiments"))
 
@@ -42,17 +43,21 @@ def test_offline_without_weights_stops_at_once_naming_the_smoke_preset(tmp_path,
 
 
 def test_the_yes_token_smoke_experiment_trains_with_the_pairwise_reward(tmp_path):
-    """``python experiments/humanoid_yes_token.py --preset smoke reward:yes-token --reward.mode pairwise``: a tiny
-    random InternVL (offline) compares every frame with the rendered goal pose inside the training step."""
+    """``python experiments/humanoid_yes_token.py --preset smoke --reward-every 2 reward:yes-token --reward.mode
+    pairwise --reward.reference best``: a tiny random InternVL (offline) compares every other frame with the best
+    frame so far inside the training step."""
     import humanoid_yes_token
     import train
 
-    argv = ["--preset", "smoke", "--run-dir", str(tmp_path), "--eval-episodes", "1", "reward:yes-token",
-            "--reward.mode", "pairwise"]
+    argv = ["--preset", "smoke", "--run-dir", str(tmp_path), "--eval-episodes", "1", "--reward-every", "2",
+            "reward:yes-token", "--reward.mode", "pairwise", "--reward.reference", "best"]
     summary = train.main(argv, task="kneeling", reward=humanoid_yes_token.yes_token_reward)
     assert summary["stopped"] == "finished" and summary["iterations"] == 2
     metrics = summary["metrics"]
     assert 0.0 < metrics["yes_token/p_yes"] < 1.0 and metrics["reward"] == metrics["yes_token/p_yes"]
     saved = json.loads((tmp_path / "config.json").read_text())["config"]["reward"]
     assert saved["kind"] == "yes_token" and saved["mode"] == "pairwise" and saved["checkpoint"] == "random"
+    assert metrics["reward_model/reference_replaced"] in (0.0, 1.0)
+    reference = Checkpoints(tmp_path / "checkpoints").read()["0/reward_reference"]  # checkpointed with the agent
+    assert reference.dtype == np.uint8 and reference.ndim == 3 and reference.shape[-1] == 3
     assert (tmp_path / "videos" / "iteration_000002.mp4").stat().st_size > 0

@@ -152,8 +152,8 @@ def _zero_policy(obs, keys):
     return action, jnp.zeros(obs.shape[0]), action
 
 
-def _probe_reward(state):
-    return state.reward, {"raw": state.reward}
+def _probe_reward(state, memory):
+    return state.reward, {"raw": state.reward}, memory
 
 
 def _collect(env, num_envs, num_steps, episode_length, value_fn=lambda obs: obs[:, 0]):

@@ -1,6 +1,7 @@
 """The shared training step: data-parallel equivalence, rewards from rendered frames, learning."""
 
 import dataclasses
+import types
 
 import jax
 import jax.numpy as jnp
@@ -69,6 +70,96 @@ def test_the_reward_is_computed_from_the_frame_rendered_inside_the_step():
     assert history[0]["reward"] == pytest.approx(expected, rel=1e-5)
     assert history[0]["mean_pixel"] == pytest.approx(expected, rel=1e-5)
     assert "oracle/success" in history[0]
+
+
+class Counter(probes.Probe):
+    """Observation = a count that starts at a random integer in [0, 100) and grows by 1 a step; its frame is a
+    small image filled with the count (pipeline_state holds it); ``metrics["dense"]`` is the count too."""
+
+    episode_length = 1000
+
+    def reset(self, rng):
+        return self._at(jax.random.randint(rng, (1,), 0, 100).astype(jnp.float32))
+
+    def step(self, state, action):
+        return self._at(state.obs + 1.0)
+
+    def _at(self, count):
+        return probes._state(count).replace(pipeline_state=count, metrics={"dense": count[0]})
+
+    def renderer(self, height=224, width=224):
+        return lambda count: types.SimpleNamespace(
+            rgb=jnp.broadcast_to(count[:, None, None, :].astype(jnp.uint8), (count.shape[0], height, width, 3)))
+
+
+@struct.dataclass
+class Brighter(Reward):
+    """A pairwise model with an adaptive reference: reward = mean pixel of the frame minus the reference's."""
+
+    reference: jax.Array
+    needs_frames = True
+
+    def __call__(self, frames, state):
+        value = frames.astype(jnp.float32).mean(axis=(1, 2, 3)) - self.reference.astype(jnp.float32).mean()
+        return value, {"brighter": value}
+
+    def initial_reference(self):
+        return self.reference
+
+    def with_reference(self, image):
+        return self.replace(reference=image)
+
+    def beats_reference(self, reward):
+        return reward > 0
+
+
+def test_reward_every_k_steps_holds_the_score_between_and_reads_the_oracle_every_step():
+    calls = []
+    config = dataclasses.replace(SMALL, num_steps=8, minibatches=1, epochs=1)
+    env, mesh = Counter(), rl_step.mesh()
+
+    @struct.dataclass
+    class Count(Reward):
+        needs_frames = True
+
+        def __call__(self, frames, state):
+            jax.debug.callback(lambda: calls.append(1))
+            return frames[:, 0, 0, 0].astype(jnp.float32), {}
+
+    state, batch = rl_step.init(env, jax.random.key(0), config, 8, 2, mesh)
+    start = np.asarray(batch.state.obs[:, 0])
+    train_step = rl_step.make_train_step(env, config, 8, 2, frame_size=4, scale_reward=False, mesh_=mesh,
+                                         reward_every=3)
+    for iteration in range(2):
+        state, batch, metrics = train_step(state, batch, Count())
+        counts = start[None] + 8 * iteration + np.arange(1, 9)[:, None]  # [T, B] after each step
+        held = counts[[0, 0, 0, 3, 3, 3, 6, 6]]  # scored on the rollout's steps 0, 3 and 6
+        assert float(metrics["reward"]) == pytest.approx(held.mean(), rel=1e-6)
+        assert float(metrics["oracle/dense"]) == pytest.approx(counts.mean(), rel=1e-6)
+    assert len(calls) == 2 * 3 * 4, "the model runs on 3 of 8 steps, on each of 4 devices, in 2 iterations"
+    with pytest.raises(ValueError, match="reward_every must be a positive integer"):
+        rl_step.make_train_step(env, config, 8, 2, mesh_=mesh, reward_every=0)
+
+
+def test_the_best_frame_so_far_replaces_an_adaptive_reference_across_devices():
+    env, mesh = Counter(), rl_step.mesh()
+    config = dataclasses.replace(SMALL, num_steps=4, minibatches=1, epochs=1)
+    reward = Brighter(reference=jnp.full((3, 5, 3), 250, jnp.uint8))  # brighter than every frame at first
+    state, batch = rl_step.init(env, jax.random.key(1), config, 8, 3, mesh, reward=reward)
+    train_step = rl_step.make_train_step(env, config, 8, 3, frame_size=6, mesh_=mesh)
+    frozen = reward.split()[0]
+    state, batch, metrics = train_step(state, batch, frozen)
+    assert metrics["reward_model/reference_replaced"] == 0 and (np.asarray(state.reward_reference) == 250).all()
+    state, batch, metrics = train_step(state, batch, frozen)
+    assert metrics["reward_model/reference_replaced"] == 0
+    state = state.replace(reward_reference=jnp.zeros((3, 5, 3), jnp.uint8))  # now darker than every frame
+    best = np.asarray(batch.state.obs).max() + config.num_steps  # the brightest frame of the next rollout
+    state, batch, metrics = train_step(state, batch, frozen)
+    assert metrics["reward_model/reference_replaced"] == 1 and float(metrics["reward_model/best_reward"]) == best
+    assert state.reward_reference.shape == (3, 5, 3) and (np.asarray(state.reward_reference) == best).all()
+    counts = np.asarray(batch.state.obs[:, 0])[None] + np.arange(1, 5)[:, None]  # the next rollout's frames
+    state, batch, metrics = train_step(state, batch, frozen)
+    assert float(metrics["brighter"]) == pytest.approx(counts.mean() - best, rel=1e-6)  # scored against it
 
 
 def test_env_count_must_split_over_devices():

@@ -78,6 +78,23 @@ def test_pairwise_encodes_the_reference_once_and_scores_each_frame_after_it(vlm)
     assert not np.allclose(score(reward, batch), score(other, batch))
 
 
+def test_an_adaptive_reference_is_replaced_inside_jit_as_if_built_with_the_new_one(vlm):
+    model, processor = vlm
+    first, second = frames(1, 56, seed=1)[0], frames(1, 56, seed=4)[0]
+    reward = YesTokenReward.create(model, processor, GOAL, reference=first, adaptive=True)
+    assert reward.initial_reference() is reward.reference
+    assert YesTokenReward.create(model, processor, GOAL, reference=first).initial_reference() is None  # fixed
+    batch = frames(2, 56, seed=2)
+    swapped = jax.jit(lambda r, image, f: r.with_reference(image)(f)[0])(reward, second, batch)
+    built = YesTokenReward.create(model, processor, GOAL, reference=second)
+    np.testing.assert_allclose(swapped, jax.jit(lambda r, f: r(f)[0])(built, batch), rtol=1e-5, atol=1e-6)
+    assert list(reward.beats_reference(jnp.asarray([0.4, 0.6]))) == [False, True]
+    odds = YesTokenReward.create(model, processor, GOAL, reference=first, adaptive=True, score="log_odds")
+    assert list(odds.beats_reference(jnp.asarray([-0.1, 0.1]))) == [False, True]
+    with pytest.raises(ValueError, match="adaptive reference needs a first reference image"):
+        YesTokenReward.create(model, processor, GOAL, adaptive=True)
+
+
 def test_bad_settings_get_one_clear_error(vlm):
     model, processor = vlm
     with pytest.raises(ValueError, match="score must be one of"):

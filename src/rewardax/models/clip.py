@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rewardax.models.layers import ACTIVATIONS as _ACTIVATIONS
-from rewardax.models.layers import Dense, LayerNorm
+from rewardax.models.layers import Dense, LayerNorm, attention
 from rewardax.models.layers import normal as _normal
 
 Array = jax.Array
@@ -181,12 +181,9 @@ class ResidualAttentionBlock(nnx.Module):
         b, n, d = x.shape
         hd = d // self.heads
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, hd)
-        q, k, v = (qkv[:, :, i].astype(self.dtype_mm) for i in range(3))
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * (hd**-0.5)
-        if mask is not None:  # boolean, broadcastable to [B, H, N, N]; True = may attend
-            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(logits, axis=-1)
-        o = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype_mm), v, preferred_element_type=jnp.float32)
+        q, k, v = (qkv[:, :, i] for i in range(3))
+        allowed = None if mask is None else mask[:, :, None]  # boolean [B, H, N, N] -> [B, H, 1, N, N]
+        o = attention(q[:, :, :, None], k, v, allowed, self.dtype_mm)
         return self.out(o.reshape(b, n, d))
 
     def __call__(self, x: Array, mask: Array | None = None) -> Array:

@@ -66,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
-from rewardax.models.layers import ACTIVATIONS, Dense, LayerNorm, RMSNorm, normal, scan_layers
+from rewardax.models.layers import ACTIVATIONS, Dense, LayerNorm, RMSNorm, attention, normal, scan_layers
 from rewardax.models.weights import fill_module
 
 Array = jax.Array
@@ -326,19 +326,6 @@ def _norm(kind: str, dim: int, eps: float, *, stack=(), param_dtype=jnp.float32)
     return (LayerNorm if kind == "layer_norm" else RMSNorm)(dim, eps, stack=stack, param_dtype=param_dtype)
 
 
-def _attend(q: Array, k: Array, v: Array, allowed: Array | None, dtype_mm) -> Array:
-    """Softmax attention. ``q [B, T, KV, G, hd]`` (query head ``h = kv * G + g``), ``k``/``v`` ``[B, S, KV, hd]``,
-    ``allowed`` boolean broadcastable to ``[B, KV, G, T, S]``. Logits / softmax in float32."""
-    hd = q.shape[-1]
-    logits = jnp.einsum("btkgd,bskd->bkgts", q.astype(dtype_mm), k.astype(dtype_mm),
-                        preferred_element_type=jnp.float32) * (hd**-0.5)
-    if allowed is not None:
-        logits = jnp.where(allowed, logits, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(logits, axis=-1)
-    return jnp.einsum("bkgts,bskd->btkgd", probs.astype(dtype_mm), v.astype(dtype_mm),
-                      preferred_element_type=jnp.float32)
-
-
 class VisionLayer(nnx.Module):
     """``h + lambda_1 * attn(norm1(h))`` then ``h + lambda_2 * mlp(norm2(h))`` (HF ``InternVLVisionLayer``)."""
 
@@ -367,8 +354,8 @@ class VisionLayer(nnx.Module):
         q, k, v = self.q(y), self.k(y), self.v(y)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        o = _attend(q.reshape(b, n, self.heads, 1, hd), k.reshape(b, n, self.heads, hd),
-                    v.reshape(b, n, self.heads, hd), None, self.dtype_mm)
+        o = attention(q.reshape(b, n, self.heads, 1, hd), k.reshape(b, n, self.heads, hd),
+                      v.reshape(b, n, self.heads, hd), None, self.dtype_mm)
         x = x + self.lambda_1[...].astype(jnp.float32) * self.proj(o.reshape(b, n, d))
         y = self.fc2(_ACT[self.act](self.fc1(self.norm2(x))))
         return x + self.lambda_2[...].astype(jnp.float32) * y
@@ -500,28 +487,11 @@ class DecoderLayer(nnx.Module):
         k = (k * c + _rotate_half(k) * s).astype(self.dtype_mm)
         v = v.astype(self.dtype_mm)
         q = q.reshape(b, t, kv, g, hd).astype(self.dtype_mm)
-        scale = hd**-0.5
-        logits = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
-        if prefix is not None:
-            pk, pv = prefix
-            if pk.shape[0] == 1 and b != 1:  # one shared prefix: no copy per row
-                lp = jnp.einsum("btkgd,skd->bkgts", q, pk[0].astype(self.dtype_mm),
-                                preferred_element_type=jnp.float32)
-            else:
-                lp = jnp.einsum("btkgd,bskd->bkgts", q, pk.astype(self.dtype_mm),
-                                preferred_element_type=jnp.float32)
-            logits = jnp.concatenate([lp * scale, logits], axis=-1)
-        logits = jnp.where(allowed[:, None, None], logits, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype_mm)
-        p_len = 0 if prefix is None else prefix[0].shape[1]
-        o = jnp.einsum("bkgts,bskd->btkgd", probs[..., p_len:], v, preferred_element_type=jnp.float32)
-        if prefix is not None:
-            if pv.shape[0] == 1 and b != 1:
-                o = o + jnp.einsum("bkgts,skd->btkgd", probs[..., :p_len], pv[0].astype(self.dtype_mm),
-                                   preferred_element_type=jnp.float32)
-            else:
-                o = o + jnp.einsum("bkgts,bskd->btkgd", probs[..., :p_len], pv.astype(self.dtype_mm),
-                                   preferred_element_type=jnp.float32)
+        keys, values = k, v
+        if prefix is not None:  # the shared prefix's keys and values first (one copy per row: [P, KV, hd] each)
+            pk, pv = (jnp.broadcast_to(p, (b,) + p.shape[1:]).astype(self.dtype_mm) for p in prefix)
+            keys, values = jnp.concatenate([pk, k], axis=1), jnp.concatenate([pv, v], axis=1)
+        o = attention(q, keys, values, allowed[:, None, None], self.dtype_mm)
         x = x + self.o(o.reshape(b, t, self.heads * hd))
         y = self.post_norm(x)
         x = x + self.down(_ACT[self.act](self.gate(y)) * self.up(y))

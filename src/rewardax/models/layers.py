@@ -29,6 +29,38 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 """transformers ``hidden_act`` names -> functions (``gelu`` is the exact erf GELU, as ``torch.nn.functional.gelu``)."""
 
 
+def attention(q: Array, k: Array, v: Array, allowed: Array | None, dtype_mm) -> Array:
+    """Softmax attention, grouped-query: ``q [B, T, KV, G, hd]`` (query head ``h = kv · G + g``), ``k``/``v``
+    ``[B, S, KV, hd]``, ``allowed`` boolean broadcastable to ``[B, KV, G, T, S]`` (True = may attend) or None.
+    Logits and softmax in float32; returns ``[B, T, KV, G, hd]`` float32.
+
+    Computed one (row, kv head) at a time: ``vmap`` on accelerators, a loop (``lax.map``) on CPU, where a
+    [G·T, S] block of logits stays in cache while all of them at once (a ViT-L layer: 2 × 16 × 1025² floats per
+    pair of frames) go through memory: 2.2× faster there (InternViT's attention, 338 → 150 ms for two frames). The
+    softmax is normalised after the value matmul (one division per output instead of per logit).
+    """
+    b, t, kv, g, hd = q.shape
+    s = k.shape[1]
+    rows = lambda x: x.reshape(b * kv, *x.shape[2:])  # noqa: E731
+    qs = rows(q.transpose(0, 2, 3, 1, 4).reshape(b, kv, g * t, hd))
+    ks, vs = (rows(x.transpose(0, 2, 1, 3)) for x in (k, v))
+    masks = None if allowed is None else rows(jnp.broadcast_to(allowed, (b, kv, g, t, s)).reshape(b, kv, g * t, s))
+
+    def one(args):
+        q, k, v, mask = args
+        logits = jnp.einsum("td,sd->ts", q.astype(dtype_mm), k.astype(dtype_mm),
+                            preferred_element_type=jnp.float32) * (hd**-0.5)
+        if mask is not None:
+            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+        weights = jnp.exp(logits - logits.max(axis=-1, keepdims=True))
+        out = jnp.einsum("ts,sd->td", weights.astype(dtype_mm), v.astype(dtype_mm), preferred_element_type=jnp.float32)
+        return out / weights.sum(axis=-1, keepdims=True)
+
+    xs = (qs, ks, vs, masks)
+    out = jax.lax.map(one, xs) if jax.default_backend() == "cpu" else jax.vmap(one)(xs)
+    return out.reshape(b, kv, g, t, hd).transpose(0, 3, 1, 2, 4)
+
+
 def normal(rngs: nnx.Rngs, shape, std, dtype):
     """``std * N(0, 1)`` drawn in float32, stored in ``dtype``."""
     return jax.random.normal(rngs.params(), shape, jnp.float32).astype(dtype) * jnp.asarray(std, dtype)

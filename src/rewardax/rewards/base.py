@@ -15,6 +15,12 @@ checkpointed by name with the agent:
     reward = frozen.merge(params)      # the whole model again, inside the step
 
 A trainable model overrides `split`, `merge` and ``optimizer`` (the optax transformation its parameters take).
+
+An adaptive reference. A model that compares each frame with a reference image (the pairwise yes-token reward)
+can have that reference replaced, after each rollout, by the best frame seen so far: it returns its starting
+reference from `initial_reference` (the train state keeps the current one, `TrainState.reward_reference`),
+builds itself around another with `with_reference`, and says which rewards mean "better than the reference"
+with `beats_reference`.
 """
 
 from __future__ import annotations
@@ -43,6 +49,19 @@ class Reward:
     def merge(self, params: Any) -> Reward:
         """The model with the trainable parameters ``params`` (as `split` returned them) put back."""
         return self
+
+    def initial_reference(self) -> jax.Array | None:
+        """The uint8 [H, W, 3] reference to start from when the best frame so far is to replace it; None for a
+        model whose reference is fixed or that has none (every model but the adaptive pairwise one)."""
+        return None
+
+    def with_reference(self, image: jax.Array) -> Reward:
+        """The model comparing frames with ``image`` (jittable; only for a model with an adaptive reference)."""
+        raise NotImplementedError(f"{type(self).__name__} has no adaptive reference")
+
+    def beats_reference(self, reward: jax.Array) -> jax.Array:
+        """Whether a frame with this reward is better than the reference (only for an adaptive reference)."""
+        raise NotImplementedError(f"{type(self).__name__} has no adaptive reference")
 
 
 def check_reward(reward: Any) -> Reward:

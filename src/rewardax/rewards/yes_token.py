@@ -15,6 +15,10 @@ the whole reference image with its 256 tokens and its text) is the same for ever
 through the decoder when the reward is built, and its keys and values (`rewardax.models.internvl.KVCache`, batch
 1) are attended to by every frame's suffix (the frame's image tokens, the question, the assistant header). Frames
 of any size are resized in JAX to the model's input (one tile, squashed to the square).
+
+An adaptive pairwise reference (``adaptive=True``: the best frame so far) starts from the given image; the
+training step replaces it by the rollout's best frame when the model prefers that frame to it (P("yes") above
+one half, or log-odds above 0) and encodes the new prefix once per rollout (`rewardax.rl.step`).
 """
 
 from __future__ import annotations
@@ -64,11 +68,13 @@ def check_question(question: str) -> str:
 
 @partial(jax.jit, static_argnums=(0, 3))
 def _encode_prefix(graphdef, params, prefix_ids, processor, reference) -> KVCache:
-    """The shared prefix's keys and values (one compiled program: the VLM run eagerly is thousands of ops)."""
+    """The shared prefix's keys and values for ``prefix_ids [P]`` and the reference image (or None), batch 1 (one
+    compiled program: the VLM run eagerly is thousands of ops)."""
     model = nnx.merge(graphdef, params)
+    prefix_ids = prefix_ids[None]
     x = model.embed_tokens(prefix_ids)
     if reference is not None:
-        x = model.splice_images(x, prefix_ids, model.embed_images(processor.preprocess(reference)))
+        x = model.splice_images(x, prefix_ids, model.embed_images(processor.preprocess(reference[None])))
     return model.decode(x, return_kv=True)["kv"]
 
 
@@ -79,18 +85,24 @@ class YesTokenReward(Reward):
     graphdef: nnx.GraphDef = struct.field(pytree_node=False)
     params: nnx.State  # the VLM's weights (frozen here)
     prefix: KVCache  # keys and values of the shared prefix, batch 1
+    prefix_ids: jax.Array  # [P] the prefix's tokens (for pairwise, the reference image's are placeholders)
     suffix_ids: jax.Array  # [S] the tokens from the frame's image on (its image tokens are placeholders)
+    reference: jax.Array | None  # pairwise: the uint8 [H, W, 3] reference image; None pointwise
     yes_ids: tuple[int, ...] = struct.field(pytree_node=False)
     no_ids: tuple[int, ...] = struct.field(pytree_node=False)
     score: str = struct.field(pytree_node=False)
     processor: VLMProcessor = struct.field(pytree_node=False)
+    adaptive: bool = struct.field(pytree_node=False, default=False)  # the best frame so far replaces the reference
     needs_frames = True
 
     @classmethod
     def create(cls, model: InternVL, processor: VLMProcessor, goal: str, *, reference: np.ndarray | None = None,
-               question: str | None = None, score: Score = "p_yes") -> YesTokenReward:
-        """Pointwise without ``reference``; pairwise with one (a uint8 ``[H, W, 3]`` image, any size). ``question``
-        defaults to `POINTWISE` or `PAIRWISE`; its ``{goal}`` takes ``goal``."""
+               question: str | None = None, score: Score = "p_yes", adaptive: bool = False) -> YesTokenReward:
+        """Pointwise without ``reference``; pairwise with one (a uint8 ``[H, W, 3]`` image, any size), which with
+        ``adaptive`` is only the first (see the module docstring). ``question`` defaults to `POINTWISE` or
+        `PAIRWISE`; its ``{goal}`` takes ``goal``."""
+        if adaptive and reference is None:
+            raise ValueError("an adaptive reference needs a first reference image (pairwise mode)")
         if score not in SCORES:
             raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
         if not isinstance(goal, str) or not goal.strip():
@@ -106,11 +118,27 @@ class YesTokenReward(Reward):
                              f"positions: shorten the question")
         prefix_ids, suffix_ids = ids[:frame_start], ids[frame_start:]
         graphdef, params = nnx.split(model)
-        prefix = _encode_prefix(graphdef, params, jnp.asarray(prefix_ids[None]), processor,
-                                None if reference is None else jnp.asarray(reference)[None])
-        return cls(graphdef=graphdef, params=params, prefix=prefix, suffix_ids=jnp.asarray(suffix_ids),
+        reference = None if reference is None else jnp.asarray(reference, jnp.uint8)
+        prefix_ids = jnp.asarray(prefix_ids)
+        return cls(graphdef=graphdef, params=params, prefix=_encode_prefix(graphdef, params, prefix_ids, processor,
+                                                                           reference),
+                   prefix_ids=prefix_ids, suffix_ids=jnp.asarray(suffix_ids), reference=reference,
                    yes_ids=tuple(processor.answer_ids("yes")), no_ids=tuple(processor.answer_ids("no")), score=score,
-                   processor=processor)
+                   processor=processor, adaptive=adaptive)
+
+    def initial_reference(self):
+        return self.reference if self.adaptive else None
+
+    def with_reference(self, image):
+        if self.reference is None:
+            raise ValueError("a pointwise yes-token reward has no reference image")
+        image = jnp.asarray(image, jnp.uint8)
+        prefix = _encode_prefix(self.graphdef, self.params, self.prefix_ids, self.processor, image)
+        return self.replace(prefix=prefix, reference=image)
+
+    def beats_reference(self, reward):
+        """P("yes") (either normalisation) above one half, or log-odds above 0: the model prefers the frame."""
+        return reward > (0.0 if self.score == "log_odds" else 0.5)
 
     def logits(self, frames: jax.Array) -> jax.Array:
         """uint8 frames ``[B, H, W, 3]`` -> next-token logits ``[B, vocab]`` at the answer position."""

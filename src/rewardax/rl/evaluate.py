@@ -25,28 +25,30 @@ def can_evaluate(env: TaskEnv) -> bool:
     return env.task is not None and env.renderer(1, 1) is not None
 
 
-def make_evaluator(env: TaskEnv, config: PPOConfig, frame_size: int, episodes: int):
+def make_evaluator(env: TaskEnv, config: PPOConfig, frame_size: int, episodes: int, reward_every: int = 1):
+    """The reward model scores as in training (`rewardax.rl.step.scorer`: every ``reward_every``-th step)."""
     if not can_evaluate(check_env(env)):
         raise ValueError(f"{type(env).__name__} has no task oracle or no renderer: it cannot be evaluated")
     agent, _ = rl_step.agent_for(env, config, jax.random.key(0))
     render = env.renderer(frame_size, frame_size)
 
+    rl_step.check_reward_every(reward_every)
+
     @jax.jit
     def run(params, obs_stats, reward, key):
-        def one_step(states, _):
+        start, score = rl_step.scorer(env, reward, frame_size, reward_every)
+
+        def one_step(carry, _):
+            states, memory = carry
             mean, _ = agent.distribution(params, obs_stats.normalize(states.obs))
             states = jax.vmap(env.step)(states, jnp.clip(mean, -1.0, 1.0))
-            if reward.needs_frames:  # the reward model looks at every episode's frame
-                frames = render(states.pipeline_state).rgb
-                value, _ = reward(frames, states)
-                first_frame = frames[0]
-            else:  # only the filmed episode is drawn
-                value, _ = reward(None, states)
-                first_frame = render(jax.tree.map(lambda x: x[:1], states.pipeline_state)).rgb[0]
-            return states, (first_frame, value, states.metrics["success"], states.metrics["dense"])
+            value, _, memory = score(states, memory)
+            first_frame = render(jax.tree.map(lambda x: x[:1], states.pipeline_state)).rgb[0]  # the film
+            return (states, memory), (first_frame, value, states.metrics["success"], states.metrics["dense"])
 
         states = jax.vmap(env.reset)(jax.random.split(key, episodes))
-        _, (frames, rewards, success, dense) = jax.lax.scan(one_step, states, length=env.episode_length)
+        _, (frames, rewards, success, dense) = jax.lax.scan(one_step, (states, start(states)),
+                                                           length=env.episode_length)
         metrics = {"eval/success": success[-1].mean(), "eval/dense": dense[-1].mean(), "eval/reward": rewards.mean()}
         return metrics, (frames, rewards[:, 0], success[:, 0])
 

@@ -14,11 +14,14 @@ A guard keeps one broken simulation from ending a run of thousands: an env whose
 happened (``env/non_finite_resets``).
 
 The rollout knows neither PPO nor the reward model: it calls ``policy_fn``, ``value_fn`` and ``reward_fn``.
+The reward function may keep a memory (any pytree: a score held between the steps it scores, the best frame so
+far) that the rollout threads through its steps in ``RolloutCarry.reward_memory``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +34,8 @@ PolicyFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Arra
 """(normalised obs [B, O], per-env keys [B]) -> (action [B, A], log_prob [B], env_action [B, A])."""
 ValueFn = Callable[[jax.Array], jax.Array]
 """normalised obs [B, O] -> value [B]."""
-RewardFn = Callable[[State], tuple[jax.Array, dict[str, jax.Array]]]
-"""post-step State batch -> (reward [B], metrics {name: [B]})."""
+RewardFn = Callable[[State, Any], tuple[jax.Array, dict[str, jax.Array], Any]]
+"""(post-step State batch, memory) -> (reward [B], metrics {name: [B]}, memory)."""
 
 
 @struct.dataclass
@@ -47,6 +50,8 @@ class RolloutCarry:
     """[B] each env's own random key (actions and resets)."""
     obs_stats: RunningMeanStd
     """Moments of every observation the policy has seen; observations are normalised with them."""
+    reward_memory: Any = None
+    """What ``reward_fn`` remembers from one step to the next (None when it remembers nothing)."""
 
 
 @struct.dataclass
@@ -139,7 +144,7 @@ def rollout(env: Env, policy_fn: PolicyFn, value_fn: ValueFn, reward_fn: RewardF
 
         reached = _device_varying(step(carry.env_state, env_action), axis_name)
         valid = finite_envs(reached)
-        reward, metrics = reward_fn(reached)
+        reward, metrics, memory = reward_fn(reached, carry.reward_memory)
         reward = jnp.where(valid, reward, 0.0)
         metrics = {name: jnp.where(valid, value, 0.0) for name, value in metrics.items()}
         steps = carry.steps + 1
@@ -155,7 +160,7 @@ def rollout(env: Env, policy_fn: PolicyFn, value_fn: ValueFn, reward_fn: RewardF
 
         transition = Transition(obs, action, log_prob, value, reward, next_value, terminated, episode_end,
                                 valid.astype(jnp.float32), metrics)
-        return RolloutCarry(env_state, jnp.where(episode_end, 0, steps), keys, obs_stats), transition
+        return RolloutCarry(env_state, jnp.where(episode_end, 0, steps), keys, obs_stats, memory), transition
 
     carry = carry.replace(env_state=_device_varying(carry.env_state, axis_name),
                           steps=_device_varying(carry.steps, axis_name), keys=_device_varying(carry.keys, axis_name))

@@ -35,7 +35,7 @@ from rewardax.rl.networks import ActorCritic, Params, init_actor_critic
 from rewardax.rl.normalize import RewardScaler, RunningMeanStd, scale_rewards
 from rewardax.rl.ppo import PPOConfig, make_batch, make_optimizer, update
 from rewardax.rl.reduce import device_sum
-from rewardax.rl.rollout import RolloutCarry, init_carry, rollout
+from rewardax.rl.rollout import RolloutCarry, finite_envs, init_carry, rollout
 
 AXIS = "envs"
 
@@ -55,6 +55,8 @@ class TrainState:
     reward_params: Any = None
     """A trainable reward model's parameters (None while the reward model is frozen)."""
     reward_opt_state: Any = None
+    reward_reference: Any = None
+    """The image an adaptive reward model compares frames with: the best frame seen so far (None for others)."""
 
 
 @struct.dataclass
@@ -111,24 +113,103 @@ def init(env: TaskEnv, key: jax.Array, config: PPOConfig, num_envs: int, total_u
                                             check_vma=False))(env_key)
     state = TrainState(params=params, opt_state=opt_state, obs_stats=obs_stats, return_stats=RunningMeanStd.create(),
                        key=update_key, iteration=jnp.zeros((), jnp.int32), reward_params=reward_params,
-                       reward_opt_state=None if reward_params is None else reward.optimizer.init(reward_params))
+                       reward_opt_state=None if reward_params is None else reward.optimizer.init(reward_params),
+                       reward_reference=None if reward is None else reward.initial_reference())
     return jax.device_put(state, jax.sharding.NamedSharding(mesh_, P())), envs
 
 
-def reward_fn(env: TaskEnv, reward: Reward, frame_size: int):
-    """Post-step State batch -> (reward, metrics): renders the frames the reward model looks at, if any, and
-    adds the env's oracle (``oracle/success``, ``oracle/dense``) when it has one."""
+@struct.dataclass
+class ScoreMemory:
+    """What the scorer (`scorer`) carries from one step of a rollout to the next."""
+
+    t: jax.Array
+    """Steps of this rollout scored or held so far."""
+    reward: jax.Array
+    """[B] the reward model's last rewards (held between the steps it scores)."""
+    metrics: dict[str, jax.Array]
+    """The reward model's last metrics, {name: [B]}."""
+    best_value: jax.Array
+    """Highest reward of this rollout on this device (−inf before any; only tracked for an adaptive reference)."""
+    best_frame: jax.Array | None
+    """The frame that scored it, uint8 [H, W, 3] (None unless the reward model's reference adapts)."""
+
+
+def check_reward_every(reward_every: int) -> int:
+    if not isinstance(reward_every, int) or isinstance(reward_every, bool) or reward_every < 1:
+        raise ValueError(f"reward_every must be a positive integer (1: score every step), got {reward_every!r}")
+    return reward_every
+
+
+def scorer(env: TaskEnv, reward: Reward, frame_size: int, reward_every: int = 1):
+    """``(start, score)``: ``score(state, memory) -> (reward, metrics, memory)``, the rollout's reward function, and
+    ``start(states)``, the memory it begins a rollout with (``states``: the batch the rollout starts from).
+
+    ``score`` renders the frames the reward model looks at (if any) and scores them on the first step of the
+    rollout and every ``reward_every``-th step after it; on the steps between, the model is skipped (frames
+    are not even drawn) and each env keeps its last reward and model metrics — a 1 B VLM costs about a hundred
+    times CLIP B/32 per frame. A held reward can outlive the episode it was scored in by up to
+    ``reward_every − 1`` steps. The env's oracle (``oracle/success``, ``oracle/dense``) is read on every step.
+    When the model's reference adapts (`Reward.initial_reference`), the best-scoring valid frame is remembered.
+    """
+    check_reward_every(reward_every)
     render = env.renderer(frame_size, frame_size) if reward.needs_frames else None
     if reward.needs_frames and render is None:
         raise ValueError(f"{type(reward).__name__} scores rendered frames, but {type(env).__name__} draws none: "
                          f"use a reward model that reads the state (needs_frames = False)")
+    adaptive = reward.initial_reference() is not None
 
-    def score(reached: State):
-        value, metrics = reward(render(reached.pipeline_state).rgb if render else None, reached)
+    def model(reached: State, memory: ScoreMemory):
+        frames = render(reached.pipeline_state).rgb if render else None
+        value, metrics = reward(frames, reached)
+        best_value, best_frame = memory.best_value, memory.best_frame
+        if adaptive:
+            candidates = jnp.where(finite_envs(reached) & jnp.isfinite(value), value, -jnp.inf)
+            i = jnp.argmax(candidates)
+            better = candidates[i] > best_value
+            best_value = jnp.where(better, candidates[i], best_value)
+            best_frame = jnp.where(better, frames[i], best_frame)
+        return memory.replace(reward=value, metrics=metrics, best_value=best_value, best_frame=best_frame)
+
+    def start(states: State) -> ScoreMemory:
+        shapes = jax.eval_shape(lambda s: reward(jnp.zeros((s.obs.shape[0], frame_size, frame_size, 3), jnp.uint8)
+                                                 if render else None, s), states)
+        value, metrics = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+        best_frame = jnp.zeros((frame_size, frame_size, 3), jnp.uint8) if adaptive else None
+        return ScoreMemory(jnp.zeros((), jnp.int32), value, metrics, jnp.full((), -jnp.inf), best_frame)
+
+    def score(reached: State, memory: ScoreMemory):
+        if reward_every == 1:
+            memory = model(reached, memory)
+        else:
+            memory = jax.lax.cond(memory.t % reward_every == 0, model, lambda _, m: m, reached, memory)
         oracle = {f"oracle/{k}": reached.metrics[k] for k in ("success", "dense") if k in reached.metrics}
-        return value, {**metrics, **oracle}
+        return memory.reward, {**memory.metrics, **oracle}, memory.replace(t=memory.t + 1)
 
-    return score
+    return start, score
+
+
+def current_reward(frozen: Reward, state: TrainState) -> Reward:
+    """The reward model as ``state`` has it: the frozen part with the trainable parameters and the adaptive
+    reference (if any) put back."""
+    reward = frozen.merge(state.reward_params)
+    return reward if state.reward_reference is None else reward.with_reference(state.reward_reference)
+
+
+def best_frame(value: jax.Array, frame: jax.Array, axis_name: str) -> tuple[jax.Array, jax.Array]:
+    """Every device's best (value, frame) -> the best over all devices (the lowest device index on a tie)."""
+    best = jax.lax.pmax(value, axis_name)
+    owner = jax.lax.pmin(jnp.where(value == best, jax.lax.axis_index(axis_name), jnp.iinfo(jnp.int32).max),
+                         axis_name)
+    mine = jax.lax.axis_index(axis_name) == owner
+    return best, jax.lax.psum(jnp.where(mine, frame.astype(jnp.int32), 0), axis_name).astype(frame.dtype)
+
+
+def resize_image(image: jax.Array, shape) -> jax.Array:
+    """uint8 image -> uint8 image of ``shape`` (bilinear; unchanged when the shape is already right)."""
+    if image.shape == tuple(shape):
+        return image
+    resized = jax.image.resize(image.astype(jnp.float32), shape, "bilinear", antialias=True)
+    return jnp.clip(jnp.round(resized), 0, 255).astype(jnp.uint8)
 
 
 def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, valid: jax.Array,
@@ -164,22 +245,31 @@ def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, va
 
 
 def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_updates: int, frame_size: int = 224,
-                    scale_reward: bool = True, mesh_: Mesh | None = None):
+                    scale_reward: bool = True, mesh_: Mesh | None = None, reward_every: int = 1):
     """``train_step(state, envs, frozen) -> (state, envs, metrics)``: ``frozen`` is the reward model's frozen
     part (``reward.split()[0]``; its trainable parameters are ``state.reward_params``, and stay unchanged here:
-    nothing trains them yet). ``state`` and ``envs`` are donated."""
+    nothing trains them yet). ``state`` and ``envs`` are donated. The model scores every ``reward_every``-th
+    step of a rollout (`scorer`). A model with an adaptive reference (``state.reward_reference``) takes the
+    rollout's best frame as its new reference when that frame beats the old one (`Reward.beats_reference`)."""
     mesh_ = mesh() if mesh_ is None else mesh_
     check_num_envs(num_envs, mesh_)
     check_env(env)
+    check_reward_every(reward_every)
     agent, _ = agent_for(env, config, jax.random.key(0))  # the graph definitions (tiny MLPs)
     optimizer = make_optimizer(config, total_updates)
 
     def step_on_one_device(state: TrainState, envs: EnvBatch, frozen: Reward):
-        reward = frozen.merge(state.reward_params)
-        carry = RolloutCarry(envs.state, envs.steps, envs.keys, state.obs_stats)
+        reward = current_reward(frozen, state)
+        start, score = scorer(env, reward, frame_size, reward_every)
+        carry = RolloutCarry(envs.state, envs.steps, envs.keys, state.obs_stats, start(envs.state))
         carry, transitions = rollout(
-            env, partial(agent.act, state.params), partial(agent.value, state.params),
-            reward_fn(env, reward, frame_size), carry, config.num_steps, env.episode_length, axis_name=AXIS)
+            env, partial(agent.act, state.params), partial(agent.value, state.params), score, carry,
+            config.num_steps, env.episode_length, axis_name=AXIS)
+        reference = state.reward_reference
+        if reference is not None:
+            value, frame = best_frame(carry.reward_memory.best_value, carry.reward_memory.best_frame, AXIS)
+            replaced = reward.beats_reference(value)
+            reference = jnp.where(replaced, resize_image(frame, reference.shape), reference)
         scaler = RewardScaler(envs.returns, state.return_stats)
         if scale_reward:
             scaler, rewards = scale_rewards(scaler, transitions.reward, transitions.episode_end, config.gamma, AXIS,
@@ -200,8 +290,12 @@ def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_update
                                             transitions.metrics["oracle/success"], valid, AXIS))
         # param_norm is NaN/inf as soon as any parameter is: the trainer's divergence check reads it.
         metrics = {**metrics, **losses, "param_norm": optax.tree.norm(params)}
+        if reference is not None:
+            metrics.update({"reward_model/reference_replaced": replaced.astype(jnp.float32),
+                            "reward_model/best_reward": value})
         state = state.replace(params=params, opt_state=opt_state, obs_stats=carry.obs_stats,
-                              return_stats=scaler.stats, key=key, iteration=state.iteration + 1)
+                              return_stats=scaler.stats, key=key, iteration=state.iteration + 1,
+                              reward_reference=reference)
         envs = EnvBatch(carry.env_state, carry.steps, carry.keys, scaler.returns)
         return state, envs, metrics
 

@@ -117,7 +117,9 @@ class YesTokenRewardConfig:
     """pointwise: "Does this figure show ...?"; pairwise: "Is image 2 better than image 1 at showing ...?" with
     the reference as image 1."""
     reference: str = "goal"
-    """Pairwise only: "goal" (the task's canonical pose, rendered by the task camera) or an image file."""
+    """Pairwise only: "goal" (the task's canonical pose, rendered by the task camera), "best" (the best frame seen
+    so far: it starts as the env's first frame and after each rollout the frame the model prefers most replaces
+    it, if the model prefers it to the reference) or an image file."""
     question: str = ""
     """The question, with {goal} for the task's sentence (default: VQAScore's pointwise, RewardDance's pairwise)."""
     score: Literal["p_yes", "p_yes_given_yes_or_no", "log_odds"] = "p_yes"
@@ -131,8 +133,8 @@ class YesTokenRewardConfig:
             problems.append(f"question must contain {{goal}} (the task's sentence), got {self.question!r}")
         if self.score not in SCORES:
             problems.append(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
-        if self.mode == "pairwise" and self.reference != "goal" and not pathlib.Path(self.reference).is_file():
-            problems.append(f"reference must be 'goal' or an image file, got {self.reference!r} (no such file)")
+        if self.mode == "pairwise" and self.reference not in ("goal", "best") and not pathlib.Path(self.reference).is_file():
+            problems.append(f"reference must be 'goal', 'best' or an image file, got {self.reference!r} (no such file)")
         return problems
 
     def build(self, env: TaskEnv) -> Reward:
@@ -144,11 +146,17 @@ class YesTokenRewardConfig:
         reference = None
         if self.mode == "pairwise":
             size = processor.image_size
-            reference = env.goal_frame(size, size) if self.reference == "goal" else _read_image(self.reference)
+            if self.reference == "goal":
+                reference = env.goal_frame(size, size)
+            elif self.reference == "best":
+                reference = _first_frame(env, size)
+            else:
+                reference = _read_image(self.reference)
             if reference is None:
-                raise ValueError(f"{type(env).__name__} draws no goal frame: pass reference= an image file")
+                raise ValueError(f"{type(env).__name__} draws no {self.reference} frame: pass reference= an image file")
         return YesTokenReward.create(model, processor, task.goal[0], reference=reference,
-                                     question=self.question or None, score=self.score)
+                                     question=self.question or None, score=self.score,
+                                     adaptive=self.mode == "pairwise" and self.reference == "best")
 
 
 def _load(checkpoint: str, bfloat16: bool, load, write_random):
@@ -159,6 +167,15 @@ def _load(checkpoint: str, bfloat16: bool, load, write_random):
         return load(checkpoint, dtype)
     with tempfile.TemporaryDirectory(prefix="rewardax-random-") as directory:
         return load(write_random(pathlib.Path(directory) / "model"), dtype)
+
+
+def _first_frame(env: TaskEnv, size: int):
+    """The env's first frame after a reset (seed 0), or None when it draws none."""
+    render = env.renderer(size, size)
+    if render is None:
+        return None
+    first = jax.jit(lambda key: render(jax.tree.map(lambda x: x[None], env.reset(key).pipeline_state)).rgb[0])
+    return jax.device_get(first(jax.random.key(0)))
 
 
 def _read_image(path: str):
@@ -201,6 +218,9 @@ class TrainConfig:
     about the frame), oracle (the task's binary pose test) or dense (its dense ground truth)."""
     frame_size: int = 224
     """Side of the rendered frames in pixels (resized to the reward model's input size)."""
+    reward_every: int = 1
+    """Score every k-th step of a rollout (and its first) and hold each env's last reward in between: a 1 B
+    VLM costs about a hundred times CLIP B/32 per frame. Best as a divisor of ppo.num_steps."""
     num_envs: int = 1024
     """Envs stepped in parallel, over all devices (a multiple of the device count)."""
     iterations: int = 1000
@@ -250,7 +270,7 @@ class TrainConfig:
             return [f"reward must be one of {', '.join(c.__name__ for c in REWARD_CONFIGS.values())}, got "
                     f"{self.reward!r}"]
         problems = self.reward.problems()
-        for name, low in (("frame_size", 1), ("num_envs", 1), ("iterations", 1), ("checkpoint_every", 1),
+        for name, low in (("frame_size", 1), ("reward_every", 1), ("num_envs", 1), ("iterations", 1), ("checkpoint_every", 1),
                           ("keep_checkpoints", 1), ("eval_every", 0), ("eval_episodes", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:

@@ -101,7 +101,7 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
     if main:
         _write_config(run_dir, config)
     train_step = rl_step.make_train_step(env, config.ppo, config.num_envs, total_updates, config.frame_size,
-                                         config.scale_reward, mesh)
+                                         config.scale_reward, mesh, config.reward_every)
     evaluate = _evaluator(env, config, mesh) if can_evaluate(env) else None
     check_reward_model = _RewardModelCheck(enabled=reward.needs_frames)
 
@@ -348,12 +348,12 @@ def _evaluator(env, config: TrainConfig, mesh):
     from rewardax.eval.video import episode_video, frame_strip
     from rewardax.rl.evaluate import make_evaluator
 
-    run = make_evaluator(env, config.ppo, config.frame_size, config.eval_episodes)
+    run = make_evaluator(env, config.ppo, config.frame_size, config.eval_episodes, config.reward_every)
 
     def evaluate(state, frozen_reward, run_dir, iteration):
         key = distributed.replicate(jax.random.fold_in(jax.random.key(config.seed), iteration), mesh)
         metrics, (frames, rewards, success) = run(state.params, state.obs_stats,
-                                                  frozen_reward.merge(state.reward_params), key)
+                                                  rl_step.current_reward(frozen_reward, state), key)
         if jax.process_index() == 0:
             enlarge = -(-VIDEO_MIN_SIZE // frames.shape[2])  # small training frames: nearest-neighbour zoom
             frames = frames.repeat(enlarge, axis=1).repeat(enlarge, axis=2)

@@ -137,8 +137,12 @@ def machine() -> dict:
 
 
 def flops(fn, *args) -> float:
-    """FLOPs of one call according to XLA's cost analysis (loop bodies counted once). Args may be abstract."""
-    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    """FLOPs of one call according to XLA's cost analysis (loop bodies counted once; attention is traced in its
+    loop-free form for it). Args may be abstract."""
+    from rewardax.models.layers import vectorised_attention
+
+    with vectorised_attention():
+        cost = jax.jit(lambda *a: fn(*a)).lower(*args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float((cost or {}).get("flops", float("nan")))
 

@@ -73,6 +73,7 @@ from tqdm import tqdm
 with contextlib.redirect_stdout(sys.stderr):  # mujoco.mjx prints "Failed to import warp" to stdout: keep it JSON
     from rewardax.models import load_vlm, write_random_vlm
     from rewardax.models.internvl import InternVL
+    from rewardax.models.layers import vectorised_attention
     from rewardax.rewards.yes_token import PAIRWISE, POINTWISE, YesTokenReward, answer_score
 
 GOAL = "a humanoid robot kneeling"  # words the tiny tokenizer has as single tokens
@@ -156,7 +157,8 @@ def abstract(tree):
 
 
 def count_flops(fn, *args) -> float:
-    cost = jax.jit(fn).lower(*abstract(args)).compile().cost_analysis()
+    with vectorised_attention():  # XLA counts a loop body once: count the loop-free form (a fresh trace)
+        cost = jax.jit(lambda *a: fn(*a)).lower(*abstract(args)).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float((cost or {}).get("flops", float("nan")))
 

@@ -3,6 +3,8 @@ P("yes") (the VQAScore / RewardDance reward) instead of CLIP.
 
     python experiments/humanoid_yes_token.py                                     # InternVL3-1B, pointwise
     python experiments/humanoid_yes_token.py reward:yes-token --reward.mode pairwise   # against the goal pose
+    python experiments/humanoid_yes_token.py --reward-every 4 reward:yes-token --reward.mode pairwise \
+        --reward.reference best                                                 # vs the best frame so far
     python experiments/humanoid_yes_token.py --preset smoke                      # offline: a tiny random InternVL
     python experiments/humanoid_yes_token.py --preset smoke reward:yes-token --reward.checkpoint random \\
         --reward.bfloat16 False --reward.mode pairwise

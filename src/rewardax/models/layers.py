@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,20 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 """transformers ``hidden_act`` names -> functions (``gelu`` is the exact erf GELU, as ``torch.nn.functional.gelu``)."""
 
 
+_LOOP_ON_CPU = contextvars.ContextVar("loop_attention_on_cpu", default=True)
+
+
+@contextlib.contextmanager
+def vectorised_attention():
+    """Functions traced inside are given `attention`'s vectorised form on CPU too: XLA's cost analysis counts a
+    loop's body once, so FLOP counts must be taken of this form (trace a fresh function: jit caches traces)."""
+    token = _LOOP_ON_CPU.set(False)
+    try:
+        yield
+    finally:
+        _LOOP_ON_CPU.reset(token)
+
+
 def attention(q: Array, k: Array, v: Array, allowed: Array | None, dtype_mm) -> Array:
     """Softmax attention, grouped-query: ``q [B, T, KV, G, hd]`` (query head ``h = kv · G + g``), ``k``/``v``
     ``[B, S, KV, hd]``, ``allowed`` boolean broadcastable to ``[B, KV, G, T, S]`` (True = may attend) or None.
@@ -37,7 +53,8 @@ def attention(q: Array, k: Array, v: Array, allowed: Array | None, dtype_mm) -> 
     Computed one (row, kv head) at a time: ``vmap`` on accelerators, a loop (``lax.map``) on CPU, where a
     [G·T, S] block of logits stays in cache while all of them at once (a ViT-L layer: 2 × 16 × 1025² floats per
     pair of frames) go through memory: 2.2× faster there (InternViT's attention, 338 → 150 ms for two frames). The
-    softmax is normalised after the value matmul (one division per output instead of per logit).
+    softmax is normalised after the value matmul (one division per output instead of per logit). For FLOP
+    counts, see `vectorised_attention`.
     """
     b, t, kv, g, hd = q.shape
     s = k.shape[1]
@@ -57,7 +74,7 @@ def attention(q: Array, k: Array, v: Array, allowed: Array | None, dtype_mm) -> 
         return out / weights.sum(axis=-1, keepdims=True)
 
     xs = (qs, ks, vs, masks)
-    out = jax.lax.map(one, xs) if jax.default_backend() == "cpu" else jax.vmap(one)(xs)
+    out = jax.lax.map(one, xs) if jax.default_backend() == "cpu" and _LOOP_ON_CPU.get() else jax.vmap(one)(xs)
     return out.reshape(b, kv, g, t, hd).transpose(0, 3, 1, 2, 4)
 
 

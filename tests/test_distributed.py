@@ -22,7 +22,7 @@ from rewardax.train.checkpoints import Checkpoints
 ROOT = pathlib.Path(__file__).parents[1]
 FLAGSHIP = ROOT / "experiments" / "humanoid_splits.py"
 PROCESSES, DEVICES_EACH, ITERATIONS = 2, 2, 3
-TIMEOUT = 420.0
+TIMEOUT = 600.0  # seconds a two-process job may take: both compile from cold (~180 s), on 2 shared cores
 
 
 def free_port() -> int:

@@ -10,10 +10,12 @@ from brax.envs.wrappers import training
 import rewardax.envs as envs
 from rewardax.render import FreeCamera
 
-def test_registry_makes_an_env_for_each_of_the_papers_eight_tasks():
-    assert len(envs.names()) == 8 and set(envs.names()) == set(envs.TASKS)
-    for name in envs.names():
+def test_registry_makes_an_env_for_each_of_the_papers_eight_tasks_and_the_two_classic_ones():
+    assert len(envs.TASKS) == 8 and envs.names() == tuple(envs.TASKS) + ("cartpole", "mountaincar")
+    for name in envs.TASKS:
         assert envs.make(name).task is envs.TASKS[name]  # prompts: tests/test_tasks.py
+    assert envs.make("cartpole").task.goal == ("pole vertically upright on top of the cart",)
+    assert envs.make("mountaincar").task.baseline == ("a car in the mountain",)
 
 
 @pytest.mark.parametrize("call,message", [

@@ -451,7 +451,7 @@ _POSES = {
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """A humanoid task of the VLM-RM paper.
+    """A task of the VLM-RM paper (a humanoid pose, or a classic-control goal).
 
     Fields:
         name: the registry key, e.g. ``"kneeling"``.
@@ -460,7 +460,8 @@ class Task:
         success: the oracle pose test, ``data -> bool array`` (`mjx.Data` or `mujoco.MjData`, batched or not).
         dense: the dense ground-truth reward, ``data -> float array`` in [0, 1], 1 exactly where `success`:
             the mean over the oracle's terms of `tolerance` of their margins (see each task's test).
-        pose: a canonical qpos (24 floats) showing the task, resting on the floor.
+        pose: a canonical qpos (24 floats) showing the task, resting on the floor (humanoid tasks; empty for the
+            classic-control tasks, whose goal state their env holds).
     """
 
     name: str
@@ -468,7 +469,7 @@ class Task:
     baseline: tuple[str, ...]
     success: Callable
     dense: Callable
-    pose: tuple[float, ...]
+    pose: tuple[float, ...] = ()
 
 
 _BASELINE = ("a humanoid robot",)

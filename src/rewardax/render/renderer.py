@@ -26,8 +26,8 @@ SHADOW_BIAS = 1e-3  # metres: lifts shadow-ray origins off the surface to avoid 
 @struct.dataclass
 class Frame:
     rgb: jnp.ndarray  # [..., H, W, 3] uint8
-    depth: jnp.ndarray  # [..., H, W] float32 distance along the ray, inf where the ray sees the sky
-    segmentation: jnp.ndarray  # [..., H, W] int32 MuJoCo geom id, −1 for the sky
+    depth: jnp.ndarray | None = None  # [..., H, W] float32 distance along the ray, inf where the ray sees the sky
+    segmentation: jnp.ndarray | None = None  # [..., H, W] int32 MuJoCo geom id, −1 for the sky (None: 2-D scenes)
 
 
 class Renderer:

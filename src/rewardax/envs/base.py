@@ -32,6 +32,11 @@ class TaskEnv(Env):
     def renderer(self, height: int = 224, width: int = 224) -> Callable | None:
         return None
 
+    @property
+    def backend(self) -> str:
+        """brax's backend name: "jax" for envs written in plain JAX (the humanoid says "mjx")."""
+        return "jax"
+
     def goal_frame(self, height: int = 224, width: int = 224):
         return None
 

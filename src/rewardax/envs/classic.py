@@ -93,10 +93,6 @@ class _Classic(TaskEnv):
     def action_size(self) -> int:
         return 1
 
-    @property
-    def backend(self) -> str:
-        return "jax"
-
 
 class CartPole(_Classic):
     episode_length = 200

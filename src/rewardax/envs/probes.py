@@ -38,10 +38,6 @@ class Probe(TaskEnv):
     def action_size(self) -> int:
         return 1
 
-    @property
-    def backend(self) -> str:
-        return "jax"
-
 
 class ConstantReward(Probe):
     """One step, reward +1, always terminates. Known answer: V = 1 (tests value fitting alone)."""

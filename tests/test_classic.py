@@ -1,6 +1,10 @@
 """CartPole and MountainCar: the dynamics pinned to hand-computed steps, the paper's changes (no failure,
 wrapped angle, clipped track; an absorbing goal), the oracle and dense ground truth, the renderers."""
 
+import dataclasses
+import pathlib
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,3 +84,25 @@ def test_renderers_draw_the_state_and_the_two_mountaincar_looks_differ():
         envs.make("mountaincar", look="neon")
     with pytest.raises(ValueError, match="only option is look"):
         envs.make("cartpole", frame_skip=2)
+
+
+def test_ppo_solves_cartpole_with_its_dense_ground_truth_through_the_trainer(tmp_path):
+    """The `learning` preset (64 envs, the humanoid's PPO) on CartPole: every deterministic evaluation episode
+    ends upright after 200 iterations (measured: 100% from iteration 100 on; `benchmarks/learning.py`)."""
+    from rewardax.train import presets, train
+
+    config = dataclasses.replace(presets()["learning"], task="cartpole", iterations=200, eval_every=0,
+                                 checkpoint_every=200, run_dir=str(tmp_path))
+    summary = train(config)
+    assert summary["metrics"]["eval/success"] >= 0.95, summary["metrics"]
+
+
+def test_the_mountaincar_clip_experiment_trains_with_the_smoke_preset(tmp_path):
+    """``python experiments/mountaincar_clip.py --preset smoke``: a tiny random CLIP scores the textured frames."""
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "experiments"))
+    import train as train_script
+
+    summary = train_script.main(["--preset", "smoke", "--run-dir", str(tmp_path), "--eval-episodes", "1"],
+                                task="mountaincar")
+    assert summary["stopped"] == "finished" and np.isfinite(summary["metrics"]["clip/cos_goal"])
+    assert (tmp_path / "videos" / "iteration_000002.mp4").stat().st_size > 0

@@ -12,7 +12,10 @@ A `TaskEnv` is a brax `Env` with:
 - ``renderer(height, width)``: a jittable ``pipeline_state [B] -> Frame [B]`` of the task camera, or None for
   an env that draws nothing (reward models that need frames cannot score it);
 - ``goal_frame(height, width)``: the task's goal drawn by that camera (the humanoid: its canonical pose), a uint8
-  ``[H, W, 3]`` image, or None (the pairwise yes-token reward compares frames with it).
+  ``[H, W, 3]`` image, or None (the pairwise yes-token reward compares frames with it);
+- ``state_path(n)``: ``n`` physics states along one coordinate that leads to the goal (CartPole: the pole
+  angle; MountainCar: the car's position; the humanoid: standing → the task's pose), as ``(values [n], label,
+  pipeline_state [n])``, or None: what reward landscapes and labelled datasets sweep.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class TaskEnv(Env):
         return "jax"
 
     def goal_frame(self, height: int = 224, width: int = 224):
+        return None
+
+    def state_path(self, n: int):
         return None
 
 

@@ -11,7 +11,7 @@
 
 Both end episodes only by truncation (``done`` stays 0). ``metrics["success"]`` and ``metrics["dense"]`` are
 the oracle and a dense ground truth in [0, 1], 1 exactly where the oracle passes (CartPole: the pole's height,
-(1 + cos θ) / (1 + cos 12°), capped at 1; MountainCar: 0.9 × the car's mechanical energy between resting in the
+(1 + cos θ) / (1 + cos 12°), capped at 1; MountainCar: 0.5 × the car's mechanical energy between resting in the
 valley and resting at the goal, 1 at the goal), for checking PPO without a VLM and as the evaluation's ground
 truth. The renderers draw Gym's pictures procedurally (no images copied): CartPole's track, cart and pole;
 MountainCar in two looks, ``default`` (plain, Gym's: a line for the hill) and ``paper`` (textured: sky, ground
@@ -38,7 +38,7 @@ CARTPOLE = Task(name="cartpole", goal=("pole vertically upright on top of the ca
                 success=lambda s: jnp.abs(s.theta) < math.radians(12.0), dense=lambda s: _pole_height(s.theta))
 MOUNTAINCAR = Task(name="mountaincar", goal=("a car at the peak of the mountain, next to the yellow flag",),
                    baseline=("a car in the mountain",), success=lambda s: s.x >= 0.45,
-                   dense=lambda s: jnp.where(s.x >= 0.45, 1.0, 0.9 * _energy(s.x, s.v)))
+                   dense=lambda s: jnp.where(s.x >= 0.45, 1.0, 0.5 * _energy(s.x, s.v)))
 
 
 def _pole_height(theta):
@@ -100,6 +100,12 @@ class CartPole(_Classic):
     task = CARTPOLE
     goal_state = CartPoleState(0.0, 0.0, 0.0, 0.0)
 
+    def state_path(self, n: int):
+        """The pole at every angle in [−π, π], the cart centred and at rest."""
+        theta = jnp.linspace(-jnp.pi, jnp.pi, n)
+        zero = jnp.zeros(n)
+        return theta, "pole angle (rad)", CartPoleState(zero, zero, theta, zero)
+
     @property
     def observation_size(self) -> int:
         return 5
@@ -152,6 +158,11 @@ class MountainCar(_Classic):
     dt = 1.0 / 30.0  # Gym renders it at 30 frames per second
     task = MOUNTAINCAR
     goal_state = MountainCarState(0.5, 0.0)
+
+    def state_path(self, n: int):
+        """The car at rest at every position of the track, [−1.2, 0.6]."""
+        x = jnp.linspace(-1.2, 0.6, n)
+        return x, "car position", MountainCarState(x, jnp.zeros(n))
 
     @property
     def observation_size(self) -> int:

@@ -148,5 +148,14 @@ class Humanoid(TaskEnv):
         batch = jax.tree.map(lambda x: x[None], data)
         return np.asarray(jax.jit(lambda d: self.renderer(height, width)(d).rgb[0])(batch))
 
+    def state_path(self, n: int):
+        """Poses from standing (the model's qpos0) to the task's canonical pose, qpos interpolated linearly (the
+        root quaternion renormalised), at rest."""
+        t = jnp.linspace(0.0, 1.0, n)
+        qpos = (1.0 - t[:, None]) * self.sys.qpos0 + t[:, None] * jnp.asarray(self.task.pose, jnp.float32)
+        qpos = qpos.at[:, 3:7].set(qpos[:, 3:7] / jnp.linalg.norm(qpos[:, 3:7], axis=-1, keepdims=True))
+        forward = jax.jit(jax.vmap(lambda q: mjx.forward(self.sys, mjx.make_data(self.sys).replace(qpos=q))))
+        return t, f"standing → {self.task.name} pose", forward(qpos)
+
     def _oracle(self, data: mjx.Data) -> dict[str, jax.Array]:
         return {"success": self.task.success(data).astype(jnp.float32), "dense": self.task.dense(data)}

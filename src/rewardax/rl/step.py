@@ -30,6 +30,7 @@ from flax import struct
 from jax.sharding import Mesh, PartitionSpec as P
 
 from rewardax.envs.base import TaskEnv, check_env
+from rewardax.eval.metrics import roc_auc
 from rewardax.rewards.base import Reward, check_reward
 from rewardax.rl.networks import ActorCritic, Params, init_actor_critic
 from rewardax.rl.normalize import RewardScaler, RunningMeanStd, scale_rewards
@@ -232,15 +233,10 @@ def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, va
     sxx, syy, sxy = total([w * dx * dx, w * dy * dy, w * dx * dy])
     pearson = sxy / jnp.sqrt(sxx * syy)
 
-    positive = (success.ravel() > 0.5) & (w > 0)
-    negative = (success.ravel() <= 0.5) & (w > 0)
+    positive = success.ravel() > 0.5
     if axis_name is not None:  # ranks need every device's samples
-        x, positive, negative = (jax.lax.all_gather(a, axis_name, tiled=True) for a in (x, positive, negative))
-    negatives = jnp.sort(jnp.where(negative, x, jnp.inf))
-    below = jnp.searchsorted(negatives, x, side="left")
-    at_or_below = jnp.searchsorted(negatives, x, side="right")
-    wins = jnp.where(positive, below + 0.5 * (at_or_below - below), 0.0).sum()
-    auc = wins / (positive.sum() * negative.sum())
+        x, positive, w = (jax.lax.all_gather(a, axis_name, tiled=True) for a in (x, positive, w))
+    auc = roc_auc(x, positive, w)
     return {"reward_model/pearson_dense": pearson, "reward_model/auc_success": auc}
 
 

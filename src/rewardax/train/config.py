@@ -73,7 +73,7 @@ class ClipRewardConfig:
         from rewardax.models import load_clip, write_random_clip
 
         task = _task(env, self.kind)
-        model, tokenizer = _load(self.checkpoint, self.bfloat16, load_clip, write_random_clip)
+        model, tokenizer = load_model(self.checkpoint, self.bfloat16, load_clip, write_random_clip)
         return ClipReward.create(model, tokenizer, task.goal, task.baseline, self.alpha)
 
 
@@ -142,7 +142,7 @@ class YesTokenRewardConfig:
         from rewardax.models import load_vlm, write_random_vlm
 
         task = _task(env, self.kind)
-        model, processor = _load(self.checkpoint, self.bfloat16, load_vlm, write_random_vlm)
+        model, processor = load_model(self.checkpoint, self.bfloat16, load_vlm, write_random_vlm)
         reference = None
         if self.mode == "pairwise":
             size = processor.image_size
@@ -159,7 +159,7 @@ class YesTokenRewardConfig:
                                      adaptive=self.mode == "pairwise" and self.reference == "best")
 
 
-def _load(checkpoint: str, bfloat16: bool, load, write_random):
+def load_model(checkpoint: str, bfloat16: bool, load, write_random):
     """``load(checkpoint, dtype)``; for "random", a tiny random model written into a temporary directory
     (seed 0: deterministic, so a resumed smoke run scores frames the same way)."""
     dtype = jnp.bfloat16 if bfloat16 else jnp.float32

@@ -1,0 +1,15 @@
+"""CartPole from the sentence "pole vertically upright on top of the cart", scored by CLIP (VLM-RM's first check
+of the CLIP reward, before the humanoid).
+
+    python experiments/cartpole_clip.py                               # CLIP, the preset for this machine
+    python experiments/cartpole_clip.py --preset smoke                # offline: a tiny random CLIP
+    python experiments/cartpole_clip.py --preset learning             # the dense ground truth, for comparison
+    python experiments/cartpole_clip.py reward:clip --reward.alpha 0.5 --reward.checkpoint openai/clip-vit-base-patch32
+
+All options of experiments/train.py apply (the baseline prompt is "pole and cart").
+"""
+
+import train
+
+if __name__ == "__main__":
+    train.main(task="cartpole")

@@ -1,0 +1,136 @@
+"""Compare reward models against the ground truth before spending accelerator hours on them.
+
+    python -m rewardax.eval --reward clip:random --alpha 0 0.5 1 --dataset data/cartpole
+    python -m rewardax.eval --reward clip:openai/clip-vit-base-patch32 yes_token:random \\
+        --landscape cartpole mountaincar --alpha 0 0.25 0.5 0.75 1
+
+``--reward`` takes ``clip:<checkpoint>`` (each with every ``--alpha``) and ``yes_token:<checkpoint>`` (pointwise
+P("yes")); a checkpoint is a hub id, a local directory, or ``random`` (a tiny random model, offline). With
+``--dataset`` (made by ``python -m rewardax.eval.dataset``) every model scores every frame: EPIC distance to the
+dense ground truth, Pearson correlation, ROC-AUC as a detector of oracle success, and the success rate among
+the 10% of frames each model scores highest; a table is printed and ``eval.json`` and ``eval.png`` written
+to ``--out``. With ``--landscape`` the models score frames along each env's state path (the paper's Figure 2):
+``landscape.json`` and ``landscape.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+
+from rewardax import envs
+from rewardax.eval import dataset as datasets
+from rewardax.eval.landscape import landscape, plot_landscapes, score_frames
+from rewardax.eval.metrics import epic_distance, pearson, roc_auc, success_rate_at_threshold
+
+KINDS = ("clip", "yes_token")
+
+
+def parse_reward(spec: str) -> tuple[str, str]:
+    kind, _, checkpoint = spec.partition(":")
+    if kind not in KINDS or not checkpoint:
+        raise SystemExit(f"error: --reward {spec!r}: expected clip:<checkpoint> or yes_token:<checkpoint> "
+                         f"(<checkpoint>: a hub id, a local directory or random)")
+    return kind, checkpoint
+
+
+def build_rewards(specs, alphas, env) -> dict:
+    """{name: Reward} for the env's task: one CLIP reward per (checkpoint, α), one yes-token reward per checkpoint;
+    each checkpoint is loaded once."""
+    from rewardax.models import load_clip, load_vlm, write_random_clip, write_random_vlm
+    from rewardax.rewards import ClipReward, YesTokenReward
+    from rewardax.train.config import load_model
+
+    rewards = {}
+    for kind, checkpoint in map(parse_reward, specs):
+        if kind == "clip":
+            model, tokenizer = load_model(checkpoint, False, load_clip, write_random_clip)
+            for alpha in alphas:
+                rewards[f"clip:{checkpoint} α={alpha:g}"] = ClipReward.create(model, tokenizer, env.task.goal,
+                                                                              env.task.baseline, alpha)
+        else:
+            model, processor = load_model(checkpoint, False, load_vlm, write_random_vlm)
+            rewards[f"yes_token:{checkpoint}"] = YesTokenReward.create(model, processor, env.task.goal[0])
+    return rewards
+
+
+def evaluate_dataset(rewards: dict, data: dict, batch: int) -> list[dict]:
+    rows = []
+    for name, reward in rewards.items():
+        scores = score_frames(reward, data["frames"], batch, name)
+        rows.append({"reward": name, "epic_dense": float(epic_distance(scores, data["dense"])),
+                     "pearson_dense": float(pearson(scores, data["dense"])),
+                     "auc_success": float(roc_auc(scores, data["success"])),
+                     "success_rate_top10": float(success_rate_at_threshold(scores, data["success"],
+                                                                           float(np.quantile(scores, 0.9))))})
+    return rows
+
+
+def plot_rows(rows: list[dict], base_rate: float, path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 0.5 * len(rows) + 2), sharey=True)
+    names = [r["reward"] for r in rows]
+    for ax, key, label, reference in ((axes[0], "epic_dense", "EPIC distance to dense (lower is better)", np.sqrt(0.5)),
+                                      (axes[1], "auc_success", "ROC-AUC for oracle success", 0.5),
+                                      (axes[2], "success_rate_top10", "success rate, top 10% of frames", base_rate)):
+        ax.barh(names, [r[key] for r in rows])
+        ax.axvline(reference, color="grey", linestyle="--", linewidth=0.8)
+        ax.set(xlabel=label)
+    fig.suptitle(title + " (dashed: a reward that sees nothing)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m rewardax.eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reward", nargs="+", required=True, help="clip:<checkpoint> and/or yes_token:<checkpoint>")
+    parser.add_argument("--alpha", nargs="+", type=float, default=[0.0], help="CLIP goal-baseline α values")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--dataset", help="a labelled dataset directory (python -m rewardax.eval.dataset)")
+    where.add_argument("--landscape", nargs="+", choices=envs.names(), help="envs to draw reward landscapes of")
+    parser.add_argument("--out", default="runs/eval", help="where the JSON and the PNG go")
+    parser.add_argument("--frames", type=int, default=64, help="landscape: states along each path")
+    parser.add_argument("--frame-size", type=int, default=224, help="landscape: side of the rendered frames")
+    parser.add_argument("--batch", type=int, default=32, help="frames per scoring call")
+    args = parser.parse_args(argv)
+    for spec in args.reward:
+        parse_reward(spec)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.dataset:
+        data = datasets.load(args.dataset)
+        manifest = data["manifest"]
+        env = envs.make(manifest["env"], look=manifest["look"])
+        rows = evaluate_dataset(build_rewards(args.reward, args.alpha, env), data, args.batch)
+        width = max(len(r["reward"]) for r in rows)
+        print(f"{'reward':<{width}}  EPIC↓   Pearson  AUC    top-10% success  ({manifest['env']}, "
+              f"{manifest['count']} frames, base rate {manifest['success_rate']:.2f})")
+        for r in rows:
+            print(f"{r['reward']:<{width}}  {r['epic_dense']:.3f}  {r['pearson_dense']:+.3f}   {r['auc_success']:.3f}  "
+                  f"{r['success_rate_top10']:.2f}")
+        result = {"dataset": str(args.dataset), "env": manifest["env"], "count": manifest["count"],
+                  "base_success_rate": manifest["success_rate"], "rows": rows}
+        (out / "eval.json").write_text(json.dumps(result, indent=1))
+        plot_rows(rows, manifest["success_rate"], out / "eval.png", f"{manifest['env']}: {args.dataset}")
+        return result
+    results = {}
+    for name in args.landscape:
+        env = envs.make(name)
+        results[name] = landscape(env, build_rewards(args.reward, args.alpha, env), args.frames, args.frame_size,
+                                  args.batch)
+    (out / "landscape.json").write_text(json.dumps(results, indent=1))
+    plot_landscapes(results, out / "landscape.png", "reward along each env's state path")
+    print(json.dumps({"landscape": str(out / "landscape.png"), "envs": list(results)}))
+    return results
+
+
+if __name__ == "__main__":
+    main()

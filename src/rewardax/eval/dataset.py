@@ -1,0 +1,185 @@
+"""Labelled frames for judging reward models: frames rendered by the task camera, each with the task's oracle
+success, its dense ground truth and the physics state it shows.
+
+    python -m rewardax.eval.dataset --env cartpole --out data/cartpole            # random episodes + the path
+    data = rewardax.eval.dataset.load("data/cartpole")                           # validated; names what is wrong
+
+Sources (``manifest["sources"]``, per frame in ``source``): ``random`` (episodes of uniform random actions),
+``path`` (states along `TaskEnv.state_path`: pole angles, car positions, standing → the pose; these cover
+success and failure evenly, which random play rarely does), and ``perturbed`` (the random episodes' states
+after a kick of random actions at full strength, a second look at the same region of states).
+
+Format: a directory with ``manifest.json`` (what the env and settings were, how many frames of each source,
+every array's dtype and shape) and ``data.npz`` (uncompressed NumPy arrays: ``frames`` uint8 [N, H, W, 3],
+``success`` uint8 [N], ``dense`` float32 [N], ``source`` int8 [N], ``episode`` and ``step`` int32 [N] (−1 for
+path frames), and ``state/<name>`` for each physics variable (the humanoid: qpos and qvel)). NumPy's npz rather
+than parquet: the frames are n-dimensional uint8 arrays, which npz stores as they are and parquet only as
+opaque blobs, and it needs no dependency beyond NumPy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+FORMAT, VERSION = "rewardax-labelled-frames", 1
+SOURCES = ("random", "path", "perturbed")
+LABELS = ("success", "dense", "source", "episode", "step")
+
+
+class DatasetError(ValueError):
+    """A labelled-frame directory that cannot be used as it is (the message says what and what to do)."""
+
+
+def physics_arrays(pipeline_state) -> dict[str, jax.Array]:
+    """The physics variables worth saving: qpos and qvel of an MJX state, every field of a classic one."""
+    if hasattr(pipeline_state, "qpos"):
+        return {"qpos": pipeline_state.qpos, "qvel": pipeline_state.qvel}
+    return {f.name: getattr(pipeline_state, f.name) for f in dataclasses.fields(pipeline_state)}
+
+
+def generate(env, env_name: str, out, *, episodes: int = 16, every: int = 5, path_frames: int = 64,
+             frame_size: int = 224, seed: int = 0, look: str = "paper") -> dict:
+    """Writes a labelled dataset of ``env`` into ``out`` and returns its manifest: ``episodes`` random episodes
+    filmed every ``every`` steps, each of those states perturbed once, and ``path_frames`` states along the
+    env's state path."""
+    render = jax.jit(env.renderer(frame_size, frame_size))
+    key_reset, key_act, key_kick = jax.random.split(jax.random.key(seed), 3)
+
+    @jax.jit
+    def play(key_reset, key_act):
+        states = jax.vmap(env.reset)(jax.random.split(key_reset, episodes))
+
+        def one(states, key):
+            action = jax.random.uniform(key, (episodes, env.action_size), minval=-1.0, maxval=1.0)
+            states = jax.vmap(env.step)(states, action)
+            return states, states
+
+        _, trajectory = jax.lax.scan(one, states, jax.random.split(key_act, env.episode_length))
+        return jax.tree.map(lambda x: x[every - 1::every], trajectory)  # [T / every, episodes, ...]
+
+    @jax.jit
+    def kick(states, key):
+        def one(states, key):
+            action = jnp.sign(jax.random.uniform(key, (states.obs.shape[0], env.action_size), minval=-1.0, maxval=1.0))
+            return jax.vmap(env.step)(states, action), None
+        return jax.lax.scan(one, states, jax.random.split(key, every))[0]
+
+    parts = {name: [] for name in ("frames", "success", "dense", "source", "episode", "step")}
+    states_saved = []
+
+    def add(physics, success, dense, source, episode, step):
+        parts["frames"].append(np.asarray(render(physics).rgb))
+        parts["success"].append(np.asarray(success).astype(np.uint8))
+        parts["dense"].append(np.asarray(dense, np.float32))
+        n = len(parts["success"][-1])
+        parts["source"].append(np.full(n, SOURCES.index(source), np.int8))
+        parts["episode"].append(np.broadcast_to(np.asarray(episode, np.int32), (n,)).copy())
+        parts["step"].append(np.broadcast_to(np.asarray(step, np.int32), (n,)).copy())
+        states_saved.append(jax.device_get(physics_arrays(physics)))
+
+    def add_states(states, source, episode, step):
+        add(states.pipeline_state, states.metrics["success"], states.metrics["dense"], source, episode, step)
+
+    trajectory = play(key_reset, key_act)
+    steps = trajectory.obs.shape[0]
+    for t in tqdm(range(steps), desc=f"{env_name}: random episodes", leave=False):
+        states = jax.tree.map(lambda x: x[t], trajectory)
+        add_states(states, "random", np.arange(episodes), (t + 1) * every)
+        add_states(kick(states, jax.random.fold_in(key_kick, t)), "perturbed", np.arange(episodes), (t + 1) * every)
+    path = env.state_path(path_frames)
+    if path is not None:
+        physics = path[2]
+        add(physics, env.task.success(physics), env.task.dense(physics), "path", -1, -1)
+
+    arrays = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    for name in states_saved[0]:
+        arrays[f"state/{name}"] = np.concatenate([np.asarray(s[name], np.float32) for s in states_saved])
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "data.npz", **arrays)
+    counts = {source: int((arrays["source"] == i).sum()) for i, source in enumerate(SOURCES)}
+    manifest = {"format": FORMAT, "version": VERSION, "env": env_name, "look": look, "frame_size": frame_size,
+                "count": int(len(arrays["success"])), "sources": list(SOURCES), "counts": counts,
+                "success_rate": float(arrays["success"].mean()), "seed": seed,
+                "goal": list(env.task.goal), "baseline": list(env.task.baseline),
+                "arrays": {name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in arrays.items()}}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def load(directory) -> dict[str, np.ndarray]:
+    """The arrays of a labelled dataset, with ``manifest`` added; one `DatasetError` naming every problem."""
+    directory = pathlib.Path(directory)
+    manifest_path, data_path = directory / "manifest.json", directory / "data.npz"
+    fix = f"regenerate it: python -m rewardax.eval.dataset --env ENV --out {directory}"
+    if not manifest_path.is_file() or not data_path.is_file():
+        raise DatasetError(f"{directory}: not a labelled dataset (needs manifest.json and data.npz); {fix}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{manifest_path}: not valid JSON ({error}); {fix}") from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise DatasetError(f"{manifest_path}: format {manifest.get('format')!r} version {manifest.get('version')!r}, "
+                           f"this rewardax reads {FORMAT!r} version {VERSION}; {fix}")
+    with np.load(data_path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    problems = []
+    expected = manifest.get("arrays", {})
+    for name in sorted(set(expected) - set(arrays)):
+        problems.append(f"array {name} is missing")
+    for name in sorted(set(arrays) - set(expected)):
+        problems.append(f"array {name} is not in the manifest")
+    for name in sorted(set(arrays) & set(expected)):
+        a, spec = arrays[name], expected[name]
+        if str(a.dtype) != spec["dtype"] or list(a.shape) != spec["shape"]:
+            problems.append(f"{name} is {a.dtype}{list(a.shape)}, the manifest says {spec['dtype']}{spec['shape']}")
+    n = manifest.get("count")
+    for name, a in arrays.items():
+        if len(a) != n:
+            problems.append(f"{name} has {len(a)} rows, the manifest counts {n}")
+    if not problems:
+        size = manifest["frame_size"]
+        if arrays["frames"].dtype != np.uint8 or arrays["frames"].shape[1:] != (size, size, 3):
+            problems.append(f"frames must be uint8 [N, {size}, {size}, 3], got {arrays['frames'].dtype}"
+                            f"{list(arrays['frames'].shape)}")
+        if not np.isin(arrays["success"], (0, 1)).all():
+            problems.append("success holds values other than 0 and 1")
+        if not ((arrays["dense"] >= 0) & (arrays["dense"] <= 1)).all():
+            problems.append("dense holds values outside [0, 1]")
+        if not ((arrays["source"] >= 0) & (arrays["source"] < len(manifest["sources"]))).all():
+            problems.append(f"source holds indices outside the manifest's {len(manifest['sources'])} sources")
+    if problems:
+        raise DatasetError(f"{directory}: " + "; ".join(problems) + f"; {fix}")
+    return {**arrays, "manifest": manifest}
+
+
+def main(argv=None) -> dict:
+    from rewardax import envs
+
+    parser = argparse.ArgumentParser(prog="python -m rewardax.eval.dataset", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", required=True, choices=envs.names())
+    parser.add_argument("--out", required=True, help="directory to write manifest.json and data.npz into")
+    parser.add_argument("--look", default="paper", choices=envs.LOOKS)
+    parser.add_argument("--episodes", type=int, default=16, help="random episodes (each also perturbed)")
+    parser.add_argument("--every", type=int, default=5, help="film every k-th step of an episode")
+    parser.add_argument("--path-frames", type=int, default=64, help="states along the env's state path")
+    parser.add_argument("--frame-size", type=int, default=224)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    manifest = generate(envs.make(args.env, look=args.look), args.env, args.out, episodes=args.episodes,
+                        every=args.every, path_frames=args.path_frames, frame_size=args.frame_size, seed=args.seed,
+                        look=args.look)
+    print(json.dumps({k: manifest[k] for k in ("env", "count", "counts", "success_rate")}))
+    return manifest
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Labelled datasets: generated for a classic env, read back with the labels they were made with, and every kind
+of damage named on loading."""
+
+import json
+
+import numpy as np
+import pytest
+
+import rewardax.envs as envs
+from rewardax.eval import dataset
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def cartpole(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cartpole")
+    manifest = dataset.generate(envs.make("cartpole"), "cartpole", out, episodes=4, every=50, path_frames=9,
+                                frame_size=16)
+    return out, manifest
+
+
+def test_a_generated_dataset_loads_with_its_labels_and_states(cartpole):
+    out, manifest = cartpole
+    data = dataset.load(out)
+    assert manifest["counts"] == {"random": 16, "path": 9, "perturbed": 16} and manifest["count"] == 41
+    assert data["frames"].shape == (41, 16, 16, 3) and data["frames"].dtype == np.uint8
+    path = data["source"] == dataset.SOURCES.index("path")
+    np.testing.assert_allclose(data["state/theta"][path], np.linspace(-np.pi, np.pi, 9), atol=1e-6)
+    np.testing.assert_array_equal(data["success"][path], np.abs(np.linspace(-np.pi, np.pi, 9)) < np.radians(12))
+    assert (data["dense"][data["success"] == 1] == 1).all() and (data["dense"][data["success"] == 0] < 1).all()
+    random = data["source"] == dataset.SOURCES.index("random")
+    assert sorted(set(data["step"][random])) == [50, 100, 150, 200] and sorted(set(data["episode"][random])) == [0, 1, 2, 3]
+
+
+def test_damage_is_named_on_loading(cartpole, tmp_path):
+    out, _ = cartpole
+    with pytest.raises(dataset.DatasetError, match="needs manifest.json and data.npz"):
+        dataset.load(tmp_path)
+    (tmp_path / "manifest.json").write_text((out / "manifest.json").read_text())
+    arrays = dict(np.load(out / "data.npz"))
+    arrays["dense"] = arrays["dense"] * 3.0
+    del arrays["step"]
+    np.savez(tmp_path / "data.npz", **arrays)
+    with pytest.raises(dataset.DatasetError, match="array step is missing"):
+        dataset.load(tmp_path)
+    arrays["step"] = np.zeros(41, np.int32)
+    np.savez(tmp_path / "data.npz", **arrays)
+    with pytest.raises(dataset.DatasetError, match=r"dense holds values outside \[0, 1\].*regenerate it"):
+        dataset.load(tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "version": 99}))
+    with pytest.raises(dataset.DatasetError, match="version 99"):
+        dataset.load(tmp_path)
+
+
+def test_the_evaluation_command_compares_models_on_a_dataset_and_draws_landscapes(cartpole, tmp_path, capsys):
+    from rewardax.eval.__main__ import main
+
+    out, manifest = cartpole
+    result = main(["--reward", "clip:random", "--alpha", "0", "1", "--dataset", str(out), "--out", str(tmp_path),
+                   "--batch", "16"])
+    assert [r["reward"] for r in result["rows"]] == ["clip:random α=0", "clip:random α=1"]
+    for row in result["rows"]:
+        assert 0.0 <= row["epic_dense"] <= 1.0 and 0.0 <= row["auc_success"] <= 1.0
+    assert "EPIC" in capsys.readouterr().out and (tmp_path / "eval.png").stat().st_size > 0
+    assert json.loads((tmp_path / "eval.json").read_text())["count"] == manifest["count"]
+    landscape = main(["--reward", "clip:random", "--landscape", "cartpole", "--frames", "9", "--frame-size", "16",
+                      "--out", str(tmp_path)])
+    assert len(landscape["cartpole"]["rewards"]["clip:random α=0"]) == 9 and sum(landscape["cartpole"]["success"]) == 1
+    assert (tmp_path / "landscape.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="expected clip:<checkpoint> or yes_token:<checkpoint>"):
+        main(["--reward", "blip:x", "--dataset", str(out)])

@@ -129,3 +129,12 @@ def test_env_renders_its_task_camera(rollout):
     assert frame.rgb.shape == (2, 32, 32, 3) and frame.rgb.dtype == jnp.uint8
     seen = set(np.unique(np.asarray(frame.segmentation)))
     assert {-1, 0} <= seen and len(seen) > 5, "sky, floor and several body parts should be in view"
+
+
+def test_the_humanoid_state_path_runs_from_standing_to_the_task_pose():
+    env = envs.make("kneeling")
+    t, label, data = env.state_path(5)
+    success = np.asarray(env.task.success(data))
+    assert label == "standing → kneeling pose" and list(np.asarray(t)) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert not success[0] and success[-1], success
+    np.testing.assert_allclose(np.asarray(data.qpos[-1]), np.asarray(env.task.pose), atol=1e-5)

@@ -23,14 +23,33 @@ def cartpole(tmp_path_factory):
 def test_a_generated_dataset_loads_with_its_labels_and_states(cartpole):
     out, manifest = cartpole
     data = dataset.load(out)
-    assert manifest["counts"] == {"random": 16, "path": 9, "perturbed": 16} and manifest["count"] == 41
-    assert data["frames"].shape == (41, 16, 16, 3) and data["frames"].dtype == np.uint8
+    assert manifest["counts"] == {"random": 16, "path": 9, "trained": 0, "perturbed": 0} and manifest["count"] == 25
+    assert data["frames"].shape == (25, 16, 16, 3) and data["frames"].dtype == np.uint8
     path = data["source"] == dataset.SOURCES.index("path")
     np.testing.assert_allclose(data["state/theta"][path], np.linspace(-np.pi, np.pi, 9), atol=1e-6)
     np.testing.assert_array_equal(data["success"][path], np.abs(np.linspace(-np.pi, np.pi, 9)) < np.radians(12))
     assert (data["dense"][data["success"] == 1] == 1).all() and (data["dense"][data["success"] == 0] < 1).all()
     random = data["source"] == dataset.SOURCES.index("random")
     assert sorted(set(data["step"][random])) == [50, 100, 150, 200] and sorted(set(data["episode"][random])) == [0, 1, 2, 3]
+
+
+def test_a_trained_runs_policy_adds_its_episodes_plain_and_perturbed(tmp_path):
+    import dataclasses
+
+    from rewardax.train import presets, train
+    from rewardax.train.config import OracleRewardConfig
+
+    run = tmp_path / "run"
+    train(dataclasses.replace(presets()["smoke"], task="cartpole", reward=OracleRewardConfig(), run_dir=str(run),
+                              eval_episodes=1))
+    manifest = dataset.main(["--policy", str(run), "--out", str(tmp_path / "data"), "--episodes", "2", "--every",
+                             "100", "--path-frames", "3", "--frame-size", "8"])
+    assert manifest["env"] == "cartpole" and manifest["counts"] == {"random": 4, "path": 3, "trained": 4, "perturbed": 4}
+    data = dataset.load(tmp_path / "data")
+    trained, perturbed = (data["source"] == dataset.SOURCES.index(s) for s in ("trained", "perturbed"))
+    assert not np.array_equal(data["state/theta"][trained], data["state/theta"][perturbed])  # the noise acted
+    with pytest.raises(ValueError, match="not a run directory with a checkpoint"):
+        dataset.main(["--policy", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
 
 
 def test_damage_is_named_on_loading(cartpole, tmp_path):
@@ -44,7 +63,7 @@ def test_damage_is_named_on_loading(cartpole, tmp_path):
     np.savez(tmp_path / "data.npz", **arrays)
     with pytest.raises(dataset.DatasetError, match="array step is missing"):
         dataset.load(tmp_path)
-    arrays["step"] = np.zeros(41, np.int32)
+    arrays["step"] = np.zeros(25, np.int32)
     np.savez(tmp_path / "data.npz", **arrays)
     with pytest.raises(dataset.DatasetError, match=r"dense holds values outside \[0, 1\].*regenerate it"):
         dataset.load(tmp_path)

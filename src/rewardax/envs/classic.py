@@ -7,7 +7,8 @@
   within 12° of upright (Gym's failure threshold). Observation (x, ẋ, cos θ, sin θ, θ̇).
 - MountainCar: Gym's ``MountainCarContinuous`` dynamics (power 0.0015, gravity term 0.0025·cos 3x, |v| ≤ 0.07,
   x in [−1.2, 0.6], the car stops at the left wall). As in the paper the goal is absorbing: once x ≥ 0.45
-  the car stays where it is and success is kept. Observation (x, v).
+  the car stays where it is, at rest (a frozen velocity would shift the observation statistics the policy
+  reads), and success is kept. Observation (x, v).
 
 Both end episodes only by truncation (``done`` stays 0). ``metrics["success"]`` and ``metrics["dense"]`` are
 the oracle and a dense ground truth in [0, 1], 1 exactly where the oracle passes (CartPole: the pole's height,
@@ -181,8 +182,8 @@ class MountainCar(_Classic):
         v = jnp.clip(s.v + 0.0015 * force - 0.0025 * jnp.cos(3.0 * s.x), -0.07, 0.07)
         x = jnp.clip(s.x + v, -1.2, 0.6)
         v = jnp.where((x <= -1.2) & (v < 0), 0.0, v)
-        reached = s.x >= 0.45  # absorbing: a car at the goal stays there
-        return self._state(MountainCarState(jnp.where(reached, s.x, x), jnp.where(reached, s.v, v)))
+        reached = s.x >= 0.45  # absorbing: a car at the goal stays there, at rest
+        return self._state(MountainCarState(jnp.where(reached, s.x, x), jnp.where(reached, 0.0, v)))
 
     def renderer(self, height: int = 224, width: int = 224):
         """The hill y = 0.45·sin(3x) + 0.55 over x in [−1.2, 0.6], the flag at x = 0.45, the car on the slope."""

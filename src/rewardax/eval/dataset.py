@@ -2,12 +2,13 @@
 success, its dense ground truth and the physics state it shows.
 
     python -m rewardax.eval.dataset --env cartpole --out data/cartpole            # random episodes + the path
+    python -m rewardax.eval.dataset --policy runs/cartpole --out data/cartpole    # + a trained policy's, noisy too
     data = rewardax.eval.dataset.load("data/cartpole")                           # validated; names what is wrong
 
 Sources (``manifest["sources"]``, per frame in ``source``): ``random`` (episodes of uniform random actions),
 ``path`` (states along `TaskEnv.state_path`: pole angles, car positions, standing → the pose; these cover
-success and failure evenly, which random play rarely does), and ``perturbed`` (the random episodes' states
-after a kick of random actions at full strength, a second look at the same region of states).
+success and failure evenly, which random play rarely does), and with ``--policy RUN_DIR`` (a trained run)
+``trained`` (episodes of its mean actions) and ``perturbed`` (its actions with Gaussian noise).
 
 Format: a directory with ``manifest.json`` (what the env and settings were, how many frames of each source,
 every array's dtype and shape) and ``data.npz`` (uncompressed NumPy arrays: ``frames`` uint8 [N, H, W, 3],
@@ -25,12 +26,11 @@ import json
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
 FORMAT, VERSION = "rewardax-labelled-frames", 1
-SOURCES = ("random", "path", "perturbed")
+SOURCES = ("random", "path", "trained", "perturbed")
 LABELS = ("success", "dense", "source", "episode", "step")
 
 
@@ -46,31 +46,28 @@ def physics_arrays(pipeline_state) -> dict[str, jax.Array]:
 
 
 def generate(env, env_name: str, out, *, episodes: int = 16, every: int = 5, path_frames: int = 64,
-             frame_size: int = 224, seed: int = 0, look: str = "paper") -> dict:
-    """Writes a labelled dataset of ``env`` into ``out`` and returns its manifest: ``episodes`` random episodes
-    filmed every ``every`` steps, each of those states perturbed once, and ``path_frames`` states along the
-    env's state path."""
+             frame_size: int = 224, seed: int = 0, look: str = "paper", policy=None, noise: float = 0.5) -> dict:
+    """Writes a labelled dataset of ``env`` into ``out`` and returns its manifest: ``episodes`` episodes of each
+    policy filmed every ``every`` steps — uniform random actions, and with ``policy`` (``act(obs, key, noise)``
+    of a trained agent, `rewardax.train.load_agent`) its mean actions and those with Gaussian noise of std
+    ``noise`` — and ``path_frames`` states along the env's state path."""
     render = jax.jit(env.renderer(frame_size, frame_size))
-    key_reset, key_act, key_kick = jax.random.split(jax.random.key(seed), 3)
+    policies = {"random": lambda obs, key: jax.random.uniform(key, (obs.shape[0], env.action_size), minval=-1.0,
+                                                              maxval=1.0)}
+    if policy is not None:
+        policies["trained"] = lambda obs, key: policy(obs, key, 0.0)
+        policies["perturbed"] = lambda obs, key: policy(obs, key, noise)
 
-    @jax.jit
-    def play(key_reset, key_act):
-        states = jax.vmap(env.reset)(jax.random.split(key_reset, episodes))
+    def play(act, key):
+        reset_key, act_key = jax.random.split(key)
+        states = jax.vmap(env.reset)(jax.random.split(reset_key, episodes))
 
         def one(states, key):
-            action = jax.random.uniform(key, (episodes, env.action_size), minval=-1.0, maxval=1.0)
-            states = jax.vmap(env.step)(states, action)
+            states = jax.vmap(env.step)(states, act(states.obs, key))
             return states, states
 
-        _, trajectory = jax.lax.scan(one, states, jax.random.split(key_act, env.episode_length))
+        _, trajectory = jax.lax.scan(one, states, jax.random.split(act_key, env.episode_length))
         return jax.tree.map(lambda x: x[every - 1::every], trajectory)  # [T / every, episodes, ...]
-
-    @jax.jit
-    def kick(states, key):
-        def one(states, key):
-            action = jnp.sign(jax.random.uniform(key, (states.obs.shape[0], env.action_size), minval=-1.0, maxval=1.0))
-            return jax.vmap(env.step)(states, action), None
-        return jax.lax.scan(one, states, jax.random.split(key, every))[0]
 
     parts = {name: [] for name in ("frames", "success", "dense", "source", "episode", "step")}
     states_saved = []
@@ -85,15 +82,12 @@ def generate(env, env_name: str, out, *, episodes: int = 16, every: int = 5, pat
         parts["step"].append(np.broadcast_to(np.asarray(step, np.int32), (n,)).copy())
         states_saved.append(jax.device_get(physics_arrays(physics)))
 
-    def add_states(states, source, episode, step):
-        add(states.pipeline_state, states.metrics["success"], states.metrics["dense"], source, episode, step)
-
-    trajectory = play(key_reset, key_act)
-    steps = trajectory.obs.shape[0]
-    for t in tqdm(range(steps), desc=f"{env_name}: random episodes", leave=False):
-        states = jax.tree.map(lambda x: x[t], trajectory)
-        add_states(states, "random", np.arange(episodes), (t + 1) * every)
-        add_states(kick(states, jax.random.fold_in(key_kick, t)), "perturbed", np.arange(episodes), (t + 1) * every)
+    for i, (source, act) in enumerate(policies.items()):
+        trajectory = jax.jit(play, static_argnums=0)(act, jax.random.fold_in(jax.random.key(seed), i))
+        for t in tqdm(range(trajectory.obs.shape[0]), desc=f"{env_name}: {source} episodes", leave=False):
+            states = jax.tree.map(lambda x: x[t], trajectory)
+            add(states.pipeline_state, states.metrics["success"], states.metrics["dense"], source,
+                np.arange(episodes), (t + 1) * every)
     path = env.state_path(path_frames)
     if path is not None:
         physics = path[2]
@@ -165,18 +159,32 @@ def main(argv=None) -> dict:
     from rewardax import envs
 
     parser = argparse.ArgumentParser(prog="python -m rewardax.eval.dataset", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", required=True, choices=envs.names())
+    parser.add_argument("--env", choices=envs.names(), help="the env (default: the --policy run's)")
+    parser.add_argument("--policy", help="a trained run directory: its policy's episodes, plain and with noise")
+    parser.add_argument("--noise", type=float, default=0.5, help="std of the action noise of perturbed episodes")
     parser.add_argument("--out", required=True, help="directory to write manifest.json and data.npz into")
     parser.add_argument("--look", default="paper", choices=envs.LOOKS)
-    parser.add_argument("--episodes", type=int, default=16, help="random episodes (each also perturbed)")
+    parser.add_argument("--episodes", type=int, default=16, help="episodes of each policy")
     parser.add_argument("--every", type=int, default=5, help="film every k-th step of an episode")
     parser.add_argument("--path-frames", type=int, default=64, help="states along the env's state path")
     parser.add_argument("--frame-size", type=int, default=224)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    manifest = generate(envs.make(args.env, look=args.look), args.env, args.out, episodes=args.episodes,
-                        every=args.every, path_frames=args.path_frames, frame_size=args.frame_size, seed=args.seed,
-                        look=args.look)
+    policy, name, look = None, args.env, args.look
+    if args.policy:
+        from rewardax.train import load_agent
+
+        env, policy = load_agent(args.policy)
+        saved = json.loads((pathlib.Path(args.policy) / "config.json").read_text())["config"]
+        if args.env not in (None, saved["task"]):
+            parser.error(f"--env {args.env} but the --policy run trained {saved['task']}: leave --env out")
+        name, look = saved["task"], saved["look"]
+    elif args.env is None:
+        parser.error("give --env (or --policy, a trained run directory)")
+    else:
+        env = envs.make(args.env, look=args.look)
+    manifest = generate(env, name, args.out, episodes=args.episodes, every=args.every, path_frames=args.path_frames,
+                        frame_size=args.frame_size, seed=args.seed, look=look, policy=policy, noise=args.noise)
     print(json.dumps({k: manifest[k] for k in ("env", "count", "counts", "success_rate")}))
     return manifest
 

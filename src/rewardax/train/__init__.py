@@ -8,7 +8,7 @@ The composition root that the experiments call (`rewardax.rl` holds the pure JAX
 
 from rewardax.train.checkpoints import CheckpointCorrupt, CheckpointMismatch
 from rewardax.train.config import HUMANOID_PPO, TrainConfig, default_preset, presets
-from rewardax.train.trainer import ProcessLost, TrainingDiverged, TrainingStalled, train
+from rewardax.train.trainer import ProcessLost, TrainingDiverged, TrainingStalled, load_agent, train
 
 __all__ = ["CheckpointCorrupt", "CheckpointMismatch", "HUMANOID_PPO", "ProcessLost", "TrainConfig", "TrainingDiverged",
-           "TrainingStalled", "default_preset", "presets", "train"]
+           "TrainingStalled", "default_preset", "load_agent", "presets", "train"]

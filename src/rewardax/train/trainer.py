@@ -49,7 +49,7 @@ from rewardax.train.checkpoints import Checkpoints
 from rewardax.train.config import RESUMABLE_CHANGES, TrainConfig
 from rewardax.train.watchdog import TrainingStalled, Watchdog
 
-__all__ = ["ProcessLost", "TrainingDiverged", "TrainingStalled", "train"]
+__all__ = ["ProcessLost", "TrainingDiverged", "TrainingStalled", "load_agent", "train"]
 
 
 VIDEO_MIN_SIZE = 160  # evaluation videos are enlarged to at least this width to stay legible
@@ -243,6 +243,34 @@ def _check_same_config_everywhere(config: TrainConfig) -> None:
         raise ValueError(f"process(es) {others} run another config than process 0"
                          + (f" ({', '.join(_differences(main, mine))} differ here)" if not agree[jax.process_index()]
                             else "") + ": start every process with the same command")
+
+
+def load_agent(run_dir):
+    """``(env, act)`` of a run directory's latest checkpoint, for rolling its policy out elsewhere (labelled
+    datasets): ``act(obs [B, O], key, noise) -> action [B, A]`` is the policy's mean action plus Gaussian noise
+    of std ``noise``, clipped to [-1, 1]. Reads config.json (task, look, PPO) and only the checkpoint's agent
+    parameters and observation statistics."""
+    from rewardax.rl.normalize import RunningMeanStd
+    from rewardax.rl.ppo import PPOConfig
+    from rewardax.train.checkpoints import _unflatten_like
+
+    run_dir = pathlib.Path(run_dir)
+    if not (run_dir / "config.json").is_file() or Checkpoints(run_dir / "checkpoints").latest() is None:
+        raise ValueError(f"{run_dir}: not a run directory with a checkpoint (config.json and checkpoints/); "
+                         f"train one first, e.g. python experiments/train.py --run-dir {run_dir}")
+    saved = json.loads((run_dir / "config.json").read_text())["config"]
+    ppo = PPOConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["ppo"].items()})
+    env = envs.make(saved["task"], look=saved["look"])
+    agent, params = rl_step.agent_for(env, ppo, jax.random.key(0))
+    leaves = Checkpoints(run_dir / "checkpoints").read()
+    template = {"params": params, "obs_stats": RunningMeanStd.create((env.observation_size,))}
+    restored = _unflatten_like(template, {name[2:]: v for name, v in leaves.items() if name.startswith("0/")})
+
+    def act(obs, key, noise: float = 0.0):
+        mean, _ = agent.distribution(restored["params"], restored["obs_stats"].normalize(obs))
+        return jax.numpy.clip(mean + noise * jax.random.normal(key, mean.shape), -1.0, 1.0)
+
+    return env, act
 
 
 def _check_resumable(run_dir: pathlib.Path, config: TrainConfig) -> None:

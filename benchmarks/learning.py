@@ -5,7 +5,8 @@
     python benchmarks/learning.py --tasks kneeling --rewards oracle   # adds a run to runs/learning
 
 Every run is `rewardax.train.train` (the same step, trainer, checkpoints and evaluation as
-`experiments/humanoid_splits.py`) with the ``learning`` preset, stopped after ``--minutes`` of wall time.
+`experiments/humanoid_splits.py`) with the ``learning`` preset (``classic`` for CartPole and MountainCar), stopped
+after ``--minutes`` of wall time.
 The evaluation (every ``eval_every`` iterations) runs a batch of deterministic episodes and records the oracle
 success on their last frame. Prints one JSON line per run (the curve: env-steps, seconds, success) and writes
 ``learning.json`` and ``learning.png`` (success against env-steps, with the rate of a random policy — uniform
@@ -68,7 +69,7 @@ def random_policy_rate(task: str, episodes: int, seed: int = 0) -> float:
 
 
 def run_one(task: str, reward: str, args: Args, out: pathlib.Path) -> dict:
-    config = presets()["learning"]
+    config = presets()["classic" if task in envs.CLASSIC else "learning"]
     config = dataclasses.replace(config, task=task, reward=REWARD_CONFIGS[reward](), seed=args.seed,
                                  run_dir=str(out / f"{task}-{reward}"),
                                  **({"num_envs": args.num_envs} if args.num_envs else {}))

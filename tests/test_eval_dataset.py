@@ -77,9 +77,9 @@ def test_the_evaluation_command_compares_models_on_a_dataset_and_draws_landscape
     from rewardax.eval.__main__ import main
 
     out, manifest = cartpole
-    result = main(["--reward", "clip:random", "--alpha", "0", "1", "--dataset", str(out), "--out", str(tmp_path),
-                   "--batch", "16"])
-    assert [r["reward"] for r in result["rows"]] == ["clip:random α=0", "clip:random α=1"]
+    result = main(["--reward", "clip:random", "yes_token:random", "--alpha", "0", "1", "--dataset", str(out),
+                   "--out", str(tmp_path), "--batch", "16"])
+    assert [r["reward"] for r in result["rows"]] == ["clip:random α=0", "clip:random α=1", "yes_token:random"]
     for row in result["rows"]:
         assert 0.0 <= row["epic_dense"] <= 1.0 and 0.0 <= row["auc_success"] <= 1.0
     assert "EPIC" in capsys.readouterr().out and (tmp_path / "eval.png").stat().st_size > 0

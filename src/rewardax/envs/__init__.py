@@ -23,9 +23,8 @@ from rewardax.envs.tasks import TASKS, Task, get_task
 CLASSIC = {"cartpole": CartPole, "mountaincar": MountainCar}
 """The classic-control envs by name (their only option is ``look``)."""
 
-__all__ = ["CLASSIC", "LOOKS", "TASKS", "CartPole", "Humanoid", "MountainCar", "HumanoidConfig", "Task", "TaskEnv", "check_env", "get_task", "humanoid_model",
-           "humanoid_spec",
-           "make", "names"]
+__all__ = ["CLASSIC", "LOOKS", "TASKS", "CartPole", "Humanoid", "HumanoidConfig", "MountainCar", "Task", "TaskEnv",
+           "check_env", "get_task", "humanoid_model", "humanoid_spec", "make", "names"]
 
 
 def names() -> tuple[str, ...]:

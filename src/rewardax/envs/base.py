@@ -13,6 +13,7 @@ A `TaskEnv` is a brax `Env` with:
   an env that draws nothing (reward models that need frames cannot score it);
 - ``goal_frame(height, width)``: the task's goal drawn by that camera (the humanoid: its canonical pose), a uint8
   ``[H, W, 3]`` image, or None (the pairwise yes-token reward compares frames with it);
+- ``draw(pipeline_state, height, width)`` (given): one state drawn by the renderer, a uint8 image;
 - ``state_path(n)``: ``n`` physics states along one coordinate that leads to the goal (CartPole: the pole
   angle; MountainCar: the car's position; the humanoid: standing → the task's pose), as ``(values [n], label,
   pipeline_state [n])``, or None: what reward landscapes and labelled datasets sweep.
@@ -22,6 +23,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 from brax.envs.base import Env
 
 
@@ -42,6 +46,15 @@ class TaskEnv(Env):
 
     def goal_frame(self, height: int = 224, width: int = 224):
         return None
+
+    def draw(self, pipeline_state, height: int = 224, width: int = 224):
+        """One (unbatched) physics state drawn by the task camera, a uint8 ``[H, W, 3]`` NumPy image, or None for an
+        env that draws nothing (one compiled program: rendering run eagerly is thousands of small ops)."""
+        render = self.renderer(height, width)
+        if render is None:
+            return None
+        one = jax.jit(lambda s: render(jax.tree.map(lambda x: jnp.asarray(x)[None], s)).rgb[0])
+        return np.asarray(one(pipeline_state))
 
     def state_path(self, n: int):
         return None

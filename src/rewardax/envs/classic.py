@@ -87,8 +87,7 @@ class _Classic(TaskEnv):
 
     def goal_frame(self, height: int = 224, width: int = 224):
         """The goal state drawn by the renderer, uint8 ``[H, W, 3]``."""
-        goal = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32)[None], self.goal_state)
-        return jax.device_get(jax.jit(lambda s: self.renderer(height, width)(s).rgb[0])(goal))
+        return self.draw(jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), self.goal_state), height, width)
 
     @property
     def action_size(self) -> int:

@@ -145,8 +145,7 @@ class Humanoid(TaskEnv):
     def goal_frame(self, height: int = 224, width: int = 224) -> np.ndarray:
         """The task's canonical pose (`rewardax.envs.tasks.pose_data`) from the task camera, uint8 ``[H, W, 3]``."""
         data = mjx.put_data(self.mj_model, pose_data(self.task, self.mj_model), device=jax.local_devices()[0])
-        batch = jax.tree.map(lambda x: x[None], data)
-        return np.asarray(jax.jit(lambda d: self.renderer(height, width)(d).rgb[0])(batch))
+        return self.draw(data, height, width)
 
     def state_path(self, n: int):
         """Poses from standing (the model's qpos0) to the task's canonical pose, qpos interpolated linearly (the

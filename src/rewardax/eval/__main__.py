@@ -37,23 +37,28 @@ def parse_reward(spec: str) -> tuple[str, str]:
     return kind, checkpoint
 
 
-def build_rewards(specs, alphas, env) -> dict:
-    """{name: Reward} for the env's task: one CLIP reward per (checkpoint, α), one yes-token reward per checkpoint;
-    each checkpoint is loaded once."""
+def load_models(specs) -> list[tuple[str, str, tuple]]:
+    """``(kind, checkpoint, (model, tokenizer or processor))`` of every ``--reward``, each loaded once (float32)."""
     from rewardax.models import load_clip, load_vlm, write_random_clip, write_random_vlm
-    from rewardax.rewards import ClipReward, YesTokenReward
     from rewardax.train.config import load_model
 
+    loaders = {"clip": (load_clip, write_random_clip), "yes_token": (load_vlm, write_random_vlm)}
+    return [(kind, checkpoint, load_model(checkpoint, False, *loaders[kind]))
+            for kind, checkpoint in map(parse_reward, specs)]
+
+
+def build_rewards(models, alphas, env) -> dict:
+    """{name: Reward} for the env's task: one CLIP reward per (checkpoint, α), one yes-token reward per checkpoint."""
+    from rewardax.rewards import ClipReward, YesTokenReward
+
     rewards = {}
-    for kind, checkpoint in map(parse_reward, specs):
+    for kind, checkpoint, (model, text) in models:
         if kind == "clip":
-            model, tokenizer = load_model(checkpoint, False, load_clip, write_random_clip)
             for alpha in alphas:
-                rewards[f"clip:{checkpoint} α={alpha:g}"] = ClipReward.create(model, tokenizer, env.task.goal,
+                rewards[f"clip:{checkpoint} α={alpha:g}"] = ClipReward.create(model, text, env.task.goal,
                                                                               env.task.baseline, alpha)
         else:
-            model, processor = load_model(checkpoint, False, load_vlm, write_random_vlm)
-            rewards[f"yes_token:{checkpoint}"] = YesTokenReward.create(model, processor, env.task.goal[0])
+            rewards[f"yes_token:{checkpoint}"] = YesTokenReward.create(model, text, env.task.goal[0])
     return rewards
 
 
@@ -102,14 +107,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch", type=int, default=32, help="frames per scoring call")
     args = parser.parse_args(argv)
     for spec in args.reward:
-        parse_reward(spec)
+        parse_reward(spec)  # a malformed spec stops before anything is loaded
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.dataset:
         data = datasets.load(args.dataset)
         manifest = data["manifest"]
         env = envs.make(manifest["env"], look=manifest["look"])
-        rows = evaluate_dataset(build_rewards(args.reward, args.alpha, env), data, args.batch)
+        rows = evaluate_dataset(build_rewards(load_models(args.reward), args.alpha, env), data, args.batch)
         width = max(len(r["reward"]) for r in rows)
         print(f"{'reward':<{width}}  EPIC↓   Pearson  AUC    top-10% success  ({manifest['env']}, "
               f"{manifest['count']} frames, base rate {manifest['success_rate']:.2f})")
@@ -121,11 +126,10 @@ def main(argv=None) -> dict:
         (out / "eval.json").write_text(json.dumps(result, indent=1))
         plot_rows(rows, manifest["success_rate"], out / "eval.png", f"{manifest['env']}: {args.dataset}")
         return result
-    results = {}
+    models, results = load_models(args.reward), {}
     for name in args.landscape:
         env = envs.make(name)
-        results[name] = landscape(env, build_rewards(args.reward, args.alpha, env), args.frames, args.frame_size,
-                                  args.batch)
+        results[name] = landscape(env, build_rewards(models, args.alpha, env), args.frames, args.frame_size, args.batch)
     (out / "landscape.json").write_text(json.dumps(results, indent=1))
     plot_landscapes(results, out / "landscape.png", "reward along each env's state path")
     print(json.dumps({"landscape": str(out / "landscape.png"), "envs": list(results)}))

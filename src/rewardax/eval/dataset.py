@@ -31,7 +31,6 @@ from tqdm import tqdm
 
 FORMAT, VERSION = "rewardax-labelled-frames", 1
 SOURCES = ("random", "path", "trained", "perturbed")
-LABELS = ("success", "dense", "source", "episode", "step")
 
 
 class DatasetError(ValueError):

@@ -133,7 +133,7 @@ class Checkpoints:
         stored = _stored(template)
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(nest(stored)), fingerprints=ocp.args.JsonRestore()))
-        state = _unflatten_like(template, flatten(restored["state"]))
+        state = unflatten_like(template, flatten(restored["state"]))
         saved_prints = restored["fingerprints"]
         if saved_prints is not None:
             bad = sorted(name for name, value in fingerprints(state).items() if saved_prints.get(name) != value)
@@ -227,7 +227,7 @@ def _names(names: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _unflatten_like(template, values: dict[str, Any]):
+def unflatten_like(template, values: dict[str, Any]):
     """``template`` with its stored leaves replaced by ``values`` (typed keys re-wrapped)."""
     leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(template)
     leaves = []

@@ -149,8 +149,8 @@ class YesTokenRewardConfig:
             size = processor.image_size
             if self.reference == "goal":
                 reference = env.goal_frame(size, size)
-            elif self.reference == "best":
-                reference = _first_frame(env, size)
+            elif self.reference == "best":  # starts as the env's first frame after a reset (seed 0)
+                reference = env.draw(jax.jit(env.reset)(jax.random.key(0)).pipeline_state, size, size)
             else:
                 reference = _read_image(self.reference)
             if reference is None:
@@ -168,15 +168,6 @@ def load_model(checkpoint: str, bfloat16: bool, load, write_random):
         return load(checkpoint, dtype)
     with tempfile.TemporaryDirectory(prefix="rewardax-random-") as directory:
         return load(write_random(pathlib.Path(directory) / "model"), dtype)
-
-
-def _first_frame(env: TaskEnv, size: int):
-    """The env's first frame after a reset (seed 0), or None when it draws none."""
-    render = env.renderer(size, size)
-    if render is None:
-        return None
-    first = jax.jit(lambda key: render(jax.tree.map(lambda x: x[None], env.reset(key).pipeline_state)).rgb[0])
-    return jax.device_get(first(jax.random.key(0)))
 
 
 def _read_image(path: str):

@@ -252,7 +252,7 @@ def load_agent(run_dir):
     parameters and observation statistics."""
     from rewardax.rl.normalize import RunningMeanStd
     from rewardax.rl.ppo import PPOConfig
-    from rewardax.train.checkpoints import _unflatten_like
+    from rewardax.train.checkpoints import unflatten_like
 
     run_dir = pathlib.Path(run_dir)
     if not (run_dir / "config.json").is_file() or Checkpoints(run_dir / "checkpoints").latest() is None:
@@ -264,7 +264,7 @@ def load_agent(run_dir):
     agent, params = rl_step.agent_for(env, ppo, jax.random.key(0))
     leaves = Checkpoints(run_dir / "checkpoints").read()
     template = {"params": params, "obs_stats": RunningMeanStd.create((env.observation_size,))}
-    restored = _unflatten_like(template, {name[2:]: v for name, v in leaves.items() if name.startswith("0/")})
+    restored = unflatten_like(template, {name[2:]: v for name, v in leaves.items() if name.startswith("0/")})
 
     def act(obs, key, noise: float = 0.0):
         mean, _ = agent.distribution(restored["params"], restored["obs_stats"].normalize(obs))

@@ -152,7 +152,7 @@ def _zero_policy(obs, keys):
     return action, jnp.zeros(obs.shape[0]), action
 
 
-def _probe_reward(state, memory):
+def _probe_reward(state, new_episode, memory):
     return state.reward, {"raw": state.reward}, memory
 
 

@@ -15,6 +15,7 @@ from rewardax.envs import probes
 from rewardax.rewards import EnvReward, Reward
 from rewardax.rl import PPOConfig
 from rewardax.rl import step as rl_step
+from rewardax.rl.rollout import init_carry, rollout
 
 SMALL = PPOConfig(learning_rate=3e-3, num_steps=8, minibatches=2, epochs=2, hidden_sizes=(16,), gamma=0.9)
 
@@ -139,6 +140,38 @@ def test_reward_every_k_steps_holds_the_score_between_and_reads_the_oracle_every
     assert len(calls) == 2 * 3 * 4, "the model runs on 3 of 8 steps, on each of 4 devices, in 2 iterations"
     with pytest.raises(ValueError, match="reward_every must be a positive integer"):
         rl_step.make_train_step(env, config, 8, 2, mesh_=mesh, reward_every=0)
+
+
+def test_a_held_reward_never_outlives_its_episode():
+    """Episodes of 5 steps, scored every 3rd step: a new episode is scored on its first step, so every held
+    reward is the count of an earlier step of the same episode (count − reward = steps since scored < 3)."""
+
+    class ShortCounter(Counter):
+        episode_length = 5
+
+    @struct.dataclass
+    class Count(Reward):
+        needs_frames = True
+
+        def __call__(self, frames, state):
+            return frames[:, 0, 0, 0].astype(jnp.float32), {}
+
+    env = ShortCounter()
+    start, score = rl_step.scorer(env, Count(), frame_size=4, reward_every=3)
+    carry = init_carry(env, jax.random.key(0), 6)
+
+    def still(obs, keys):
+        action = jnp.zeros((obs.shape[0], 1))
+        return action, jnp.zeros(obs.shape[0]), action
+
+    collect = jax.jit(lambda carry: rollout(env, still, lambda obs: obs[:, 0], score, carry, 8, env.episode_length))
+    lags = []
+    for _ in range(2):  # each rollout starts its scorer afresh, as the training step does
+        carry, transitions = collect(carry.replace(reward_memory=start(carry.env_state)))
+        lags.append(np.asarray(transitions.metrics["oracle/dense"] - transitions.reward))
+    # Rollout steps 0-7 then 8-15; episodes begin at steps 0, 5, 10, 15; scored on 0, 3, 5, 6 | 8, 10, 11, 14, 15.
+    expected = np.array([0, 1, 2, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 2, 0, 0], np.float32)
+    np.testing.assert_array_equal(np.concatenate(lags), np.broadcast_to(expected[:, None], (16, 6)))
 
 
 def test_the_best_frame_so_far_replaces_an_adaptive_reference_across_devices():

@@ -42,7 +42,7 @@ def make_evaluator(env: TaskEnv, config: PPOConfig, frame_size: int, episodes: i
             states, memory = carry
             mean, _ = agent.distribution(params, obs_stats.normalize(states.obs))
             states = jax.vmap(env.step)(states, jnp.clip(mean, -1.0, 1.0))
-            value, _, memory = score(states, memory)
+            value, _, memory = score(states, jnp.zeros(episodes, bool), memory)  # all began together
             first_frame = render(jax.tree.map(lambda x: x[:1], states.pipeline_state)).rgb[0]  # the film
             return (states, memory), (first_frame, value, states.metrics["success"], states.metrics["dense"])
 

@@ -34,8 +34,9 @@ PolicyFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Arra
 """(normalised obs [B, O], per-env keys [B]) -> (action [B, A], log_prob [B], env_action [B, A])."""
 ValueFn = Callable[[jax.Array], jax.Array]
 """normalised obs [B, O] -> value [B]."""
-RewardFn = Callable[[State, Any], tuple[jax.Array, dict[str, jax.Array], Any]]
-"""(post-step State batch, memory) -> (reward [B], metrics {name: [B]}, memory)."""
+RewardFn = Callable[[State, jax.Array, Any], tuple[jax.Array, dict[str, jax.Array], Any]]
+"""(post-step State batch, [B] whether the step is the first of its episode, memory)
+-> (reward [B], metrics {name: [B]}, memory)."""
 
 
 @struct.dataclass
@@ -144,7 +145,7 @@ def rollout(env: Env, policy_fn: PolicyFn, value_fn: ValueFn, reward_fn: RewardF
 
         reached = _device_varying(step(carry.env_state, env_action), axis_name)
         valid = finite_envs(reached)
-        reward, metrics, memory = reward_fn(reached, carry.reward_memory)
+        reward, metrics, memory = reward_fn(reached, carry.steps == 0, carry.reward_memory)
         reward = jnp.where(valid, reward, 0.0)
         metrics = {name: jnp.where(valid, value, 0.0) for name, value in metrics.items()}
         steps = carry.steps + 1

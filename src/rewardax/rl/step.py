@@ -142,14 +142,17 @@ def check_reward_every(reward_every: int) -> int:
 
 
 def scorer(env: TaskEnv, reward: Reward, frame_size: int, reward_every: int = 1):
-    """``(start, score)``: ``score(state, memory) -> (reward, metrics, memory)``, the rollout's reward function, and
-    ``start(states)``, the memory it begins a rollout with (``states``: the batch the rollout starts from).
+    """``(start, score)``: ``score(state, new_episode, memory) -> (reward, metrics, memory)``, the rollout's reward
+    function (`rewardax.rl.rollout.RewardFn`), and ``start(states)``, the memory it begins a rollout with
+    (``states``: the batch the rollout starts from).
 
     ``score`` renders the frames the reward model looks at (if any) and scores them on the first step of the
-    rollout and every ``reward_every``-th step after it; on the steps between, the model is skipped (frames
-    are not even drawn) and each env keeps its last reward and model metrics — a 1 B VLM costs about a hundred
-    times CLIP B/32 per frame. A held reward can outlive the episode it was scored in by up to
-    ``reward_every − 1`` steps. The env's oracle (``oracle/success``, ``oracle/dense``) is read on every step.
+    rollout, every ``reward_every``-th step after it, and every step where some env begins a new episode; on
+    the steps between, the model is skipped (frames are not even drawn) and each env keeps its last reward and
+    model metrics — a 1 B VLM costs about a hundred times CLIP B/32 per frame. So a held reward never outlives
+    the episode it was scored in; envs whose episodes have one length end together, so this costs nothing
+    extra when the rollout length divides the episode length. The env's oracle (``oracle/success``,
+    ``oracle/dense``) is read on every step.
     When the model's reference adapts (`Reward.initial_reference`), the best-scoring valid frame is remembered.
     """
     check_reward_every(reward_every)
@@ -178,11 +181,12 @@ def scorer(env: TaskEnv, reward: Reward, frame_size: int, reward_every: int = 1)
         best_frame = jnp.zeros((frame_size, frame_size, 3), jnp.uint8) if adaptive else None
         return ScoreMemory(jnp.zeros((), jnp.int32), value, metrics, jnp.full((), -jnp.inf), best_frame)
 
-    def score(reached: State, memory: ScoreMemory):
+    def score(reached: State, new_episode: jax.Array, memory: ScoreMemory):
         if reward_every == 1:
             memory = model(reached, memory)
         else:
-            memory = jax.lax.cond(memory.t % reward_every == 0, model, lambda _, m: m, reached, memory)
+            due = (memory.t % reward_every == 0) | new_episode.any()
+            memory = jax.lax.cond(due, model, lambda _, m: m, reached, memory)
         oracle = {f"oracle/{k}": reached.metrics[k] for k in ("success", "dense") if k in reached.metrics}
         return memory.reward, {**memory.metrics, **oracle}, memory.replace(t=memory.t + 1)
 

@@ -9,7 +9,8 @@ What is measured, on this machine's CPU (or whatever JAX's default device is), f
   is encoded again for every frame) and with it (`YesTokenReward`, whose chat header, and for pairwise the
   reference image and its text, are decoded once when the reward is built). Compile time (lower + compile), the
   first call, then ``--repeats`` timed calls (best reported); FLOPs per frame from XLA's cost analysis of the
-  same function with the layer scans unrolled (XLA counts a loop body once).
+  same function (`flops_by_depth`: XLA counts a scanned layer once, so the count is taken on unrolled twins of
+  one and two layers per tower and extended to the full depth, exactly: a tower's layers are identical).
 - transformers, the same frames one at a time: build one row's inputs (rewardax's `VLMProcessor`: transformers'
   InternVLProcessor needs torchvision, which is not installed), ``model.generate(..., max_new_tokens=1,
   output_scores=True, return_dict_in_generate=True)`` under ``torch.no_grad()``, P(yes) = the softmax of the
@@ -106,7 +107,7 @@ class Args:
     bfloat16: bool = False
     """rewardax matmuls in bfloat16 (transformers stays float32)."""
     flops: bool = True
-    """Count FLOPs (compiles an unrolled twin of each function: slow at 1b)."""
+    """Count FLOPs (compiles each function for three shallow random twins of the model: about a minute at 1b)."""
     threads: int = 0
     """Torch intra-op threads; 0 = CPU count."""
     out: str | None = None
@@ -156,11 +157,41 @@ def abstract(tree):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
 
 
-def count_flops(fn, *args) -> float:
+def count_flops(fn, args) -> float:
     with vectorised_attention():  # XLA counts a loop body once: count the loop-free form (a fresh trace)
         cost = jax.jit(lambda *a: fn(*a)).lower(*abstract(args)).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float((cost or {}).get("flops", float("nan")))
+
+
+def shallow(spec, vision_layers: int, text_layers: int):
+    """``spec`` with other tower depths."""
+    return dataclasses.replace(spec, vision=dataclasses.replace(spec.vision, depth=vision_layers),
+                               text=dataclasses.replace(spec.text, depth=text_layers))
+
+
+def unrolled_twin(spec, dtype=jnp.float32) -> InternVL:
+    """An `InternVL` of ``spec`` with its layer scans unrolled and every weight zero (FLOPs do not depend on the
+    values, and random initialisation is slow)."""
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: InternVL(spec, dtype_mm=dtype, scan_unroll=True,
+                                                                rngs=nnx.Rngs(0))))
+    return nnx.merge(graphdef, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), state))
+
+
+def flops_by_depth(count, spec, dtype=jnp.float32) -> dict[str, float]:
+    """``count(model) -> {name: FLOPs}`` for the full-depth model of ``spec``, taken on unrolled twins with one or
+    two layers per tower. A tower's layers are identical, so FLOPs are affine in each depth and three shallow
+    counts give the full one (to XLA's rounding of a count, ~1e-7; XLA counts a scanned layer once, and unrolling
+    24 + 24 layers of a 1 B model compiles for many minutes)."""
+    if spec.vision_feature_layer != -1:
+        raise ValueError("flops_by_depth needs every vision layer run (vision_feature_layer = -1)")
+    counts = {}
+    for depths in ((1, 1), (2, 1), (1, 2)):
+        counts[depths] = count(unrolled_twin(shallow(spec, *depths), dtype))
+        gc.collect()
+    base, vision, text = counts[1, 1], counts[2, 1], counts[1, 2]
+    return {name: base[name] + (spec.vision.depth - 1) * (vision[name] - base[name])
+            + (spec.text.depth - 1) * (text[name] - base[name]) for name in base}
 
 
 def timed(fn, args, repeats: int, desc: str) -> dict:
@@ -198,36 +229,49 @@ def full_prompt_fn(graphdef, processor, yes_ids, no_ids, pairwise: bool):
     return fn
 
 
-def rewardax_uncached(model, processor, unrolled, frames, reference, mode: str, args: Args) -> dict:
-    pairwise = mode == "pairwise"
+def full_prompt_args(model, processor, frames, reference, pairwise: bool):
     question = (PAIRWISE if pairwise else POINTWISE).format(goal=GOAL)
     ids, mask = processor.tokenize([processor.prompt(question, 2 if pairwise else 1)] * len(frames))
     yes, no = tuple(processor.answer_ids("yes")), tuple(processor.answer_ids("no"))
     graphdef, params = nnx.split(model)
-    call_args = (params, jnp.asarray(frames), jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(reference))
-    result = timed(full_prompt_fn(graphdef, processor, yes, no, pairwise), call_args, args.repeats,
-                   f"rewardax {mode} full prompt")
-    if args.flops:
-        result["flops"] = count_flops(full_prompt_fn(unrolled, processor, yes, no, pairwise), *call_args)
-    result["sequence"] = ids.shape[1]
-    return result
+    fn = full_prompt_fn(graphdef, processor, yes, no, pairwise)
+    return fn, (params, jnp.asarray(frames), jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(reference))
 
 
-def rewardax_cached(model, processor, unrolled, frames, reference, mode: str, args: Args) -> dict:
-    start = time.perf_counter()
-    reward = YesTokenReward.create(model, processor, GOAL, reference=reference if mode == "pairwise" else None)
-    jax.block_until_ready(reward.prefix)
-    create_s = time.perf_counter() - start
+def cached_args(model, processor, frames, reference, pairwise: bool):
+    reward = YesTokenReward.create(model, processor, GOAL, reference=reference if pairwise else None)
 
     def fn(reward, frames):
         return reward(frames)[1]["yes_token/p_yes"]
 
-    frames = jnp.asarray(frames)
-    result = timed(fn, (reward, frames), args.repeats, f"rewardax {mode} cached")
-    if args.flops:
-        result["flops"] = count_flops(fn, reward.replace(graphdef=unrolled), frames)
+    return fn, (reward, jnp.asarray(frames))
+
+
+def rewardax_uncached(model, processor, frames, reference, mode: str, args: Args) -> dict:
+    fn, call_args = full_prompt_args(model, processor, frames, reference, mode == "pairwise")
+    result = timed(fn, call_args, args.repeats, f"rewardax {mode} full prompt")
+    result["sequence"] = call_args[2].shape[1]
+    return result
+
+
+def rewardax_cached(model, processor, frames, reference, mode: str, args: Args) -> dict:
+    start = time.perf_counter()
+    fn, call_args = cached_args(model, processor, frames, reference, mode == "pairwise")
+    reward = call_args[0]
+    jax.block_until_ready(reward.prefix)
+    create_s = time.perf_counter() - start
+    result = timed(fn, call_args, args.repeats, f"rewardax {mode} cached")
     result.update(create_s=create_s, prefix=reward.prefix.length, sequence=reward.suffix_ids.shape[0])
     return result
+
+
+def flops_per_call(model, processor, frames, reference, modes=("pointwise", "pairwise")) -> dict[str, float]:
+    """XLA's FLOP count of the rewardax functions for ``model`` (``"pointwise/cached"``, ...)."""
+    counts = {}
+    for mode in modes:
+        for cache, make in (("full_prompt", full_prompt_args), ("cached", cached_args)):
+            counts[f"{mode}/{cache}"] = count_flops(*make(model, processor, frames, reference, mode == "pairwise"))
+    return counts
 
 
 # ---- transformers, one frame at a time ----------------------------------------------------------------------------
@@ -301,12 +345,14 @@ def main(args: Args) -> None:
     out = open(args.out, "w") if args.out else None
 
     model, processor = load_vlm(directory, dtype=dtype)
-    spec = model.spec
-    unrolled = nnx.split(nnx.eval_shape(lambda: InternVL(spec, dtype_mm=dtype, scan_unroll=True, rngs=nnx.Rngs(0))))[0]
+    flops = {}
+    if args.flops:
+        flops = flops_by_depth(lambda twin: flops_per_call(twin, processor, frames, reference), model.spec, dtype)
     results = {}
     for mode in ("pointwise", "pairwise"):
         for cache, measure in ((False, rewardax_uncached), (True, rewardax_cached)):
-            r = measure(model, processor, unrolled, frames, reference, mode, args)
+            r = measure(model, processor, frames, reference, mode, args)
+            r["flops"] = flops.get(f"{mode}/{'cached' if cache else 'full_prompt'}")
             results["rewardax", mode, cache] = r
             emit(dict(base, engine="rewardax", mode=mode, cache=cache, dtype=jnp.dtype(dtype).name,
                       frames_per_s=batch / r["best_s"], flops_per_frame=per(r.get("flops"), batch),

@@ -25,7 +25,7 @@ What is measured, on this machine's CPU (or whatever JAX's default device is), f
 One JSON object per line on stdout (progress bars on stderr); ``--out`` also writes them to a file.
 
     python benchmarks/yes_token.py --shape tiny --repeats 2            # ~1 min on 2 cores: a smoke run
-    python benchmarks/yes_token.py --shape 1b --out outputs/yes_token_bench/1b.jsonl   # tens of minutes on 2 cores
+    python benchmarks/yes_token.py --shape 1b --out outputs/yes_token_bench/1b.jsonl   # ~10 min here, +2 the first time
     python benchmarks/yes_token.py --shape 1b --bfloat16                # rewardax in bf16 (transformers stays f32)
 
 Shapes (random weights written by `write_random_vlm`, cached under ``outputs/yes_token_bench/<shape>``, which

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rewardax.models.layers import ACTIVATIONS as _ACTIVATIONS
-from rewardax.models.layers import Dense, LayerNorm, attention
+from rewardax.models.layers import Dense, LayerNorm, attention, scan_layers, unroll_count
 from rewardax.models.layers import normal as _normal
 
 Array = jax.Array
@@ -199,19 +199,16 @@ class Encoder(nnx.Module):
         self.blocks = ResidualAttentionBlock(spec, stack=(spec.depth,), dtype_mm=dtype_mm,
                                              param_dtype=param_dtype, rngs=rngs)
         self.remat = remat
-        self.scan_unroll = scan_unroll
+        self.scan_unroll = unroll_count(scan_unroll, spec.depth)
 
     def __call__(self, x: Array, mask: Array | None = None, *, return_all: bool = False):
         """Returns ``(tokens, per_layer)``; ``per_layer`` is ``[depth, B, N, D]`` if ``return_all`` else None."""
-        graphdef, state = nnx.split(self.blocks)
 
-        def body(h, layer_state):
-            h = nnx.merge(graphdef, layer_state)(h, mask)
+        def body(block, h, _):
+            h = block(h, mask)
             return h, (h if return_all else None)
 
-        if self.remat:
-            body = jax.checkpoint(body)
-        return jax.lax.scan(body, x, state, unroll=self.scan_unroll)
+        return scan_layers(self.blocks, body, x, remat=self.remat, unroll=self.scan_unroll)
 
 
 # ----------------------------------------------------------------------------------------------------------------

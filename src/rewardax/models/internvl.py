@@ -66,7 +66,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
-from rewardax.models.layers import ACTIVATIONS, Dense, LayerNorm, RMSNorm, attention, normal, scan_layers
+from rewardax.models.layers import (ACTIVATIONS, Dense, LayerNorm, RMSNorm, attention, normal, scan_layers,
+                                     unroll_count)
 from rewardax.models.weights import fill_module
 
 Array = jax.Array
@@ -316,12 +317,6 @@ def as_spec(config: Any) -> InternVLSpec:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _unroll(unroll: int | bool, depth: int) -> int:
-    # an int, so that the module's static attributes tell True (all layers) from 1 (True == 1 in Python, and
-    # nnx.jit would reuse a compilation made for the other)
-    return max(depth, 1) if unroll is True else max(int(unroll), 1)
-
-
 def _norm(kind: str, dim: int, eps: float, *, stack=(), param_dtype=jnp.float32):
     return (LayerNorm if kind == "layer_norm" else RMSNorm)(dim, eps, stack=stack, param_dtype=param_dtype)
 
@@ -374,7 +369,7 @@ class InternViT(nnx.Module):
                           if spec.abs_pos else None)
         self.layers = VisionLayer(spec, stack=(spec.depth,), dtype_mm=dtype_mm, param_dtype=param_dtype, rngs=rngs)
         self.final_norm = LayerNorm(d, spec.eps, param_dtype=param_dtype) if spec.final_norm else None
-        self.remat, self.scan_unroll = remat, _unroll(scan_unroll, spec.depth)
+        self.remat, self.scan_unroll = remat, unroll_count(scan_unroll, spec.depth)
 
     def __call__(self, pixels: Array, *, layers: int | None = None, final_norm: bool = True) -> Array:
         """``[N, C, H, W]`` normalised pixels -> ``[N, 1 + grid^2, width]`` after ``layers`` layers (all by
@@ -511,7 +506,7 @@ class Qwen2(nnx.Module):
         self.lm_head = (None if tie_word_embeddings else
                         Dense(spec.width, spec.vocab_size, use_bias=False, dtype_mm=dtype_mm,
                               param_dtype=param_dtype, rngs=rngs))
-        self.dtype_mm, self.remat, self.scan_unroll = dtype_mm, remat, _unroll(scan_unroll, spec.depth)
+        self.dtype_mm, self.remat, self.scan_unroll = dtype_mm, remat, unroll_count(scan_unroll, spec.depth)
 
     def logits(self, hidden: Array) -> Array:
         """Final-normed hidden states ``[..., D]`` -> float32 logits ``[..., vocab]``."""

@@ -129,6 +129,13 @@ class Dense(nnx.Module):
         return y
 
 
+def unroll_count(unroll: int | bool, depth: int) -> int:
+    """A layer scan's ``unroll`` as an int (``True``: all ``depth`` layers). Modules store this int: nnx compares
+    static attributes with ``==``, and ``True == 1``, so a module storing ``True`` could reuse a compilation made
+    for ``1``."""
+    return max(depth, 1) if unroll is True else max(int(unroll), 1)
+
+
 def scan_layers(layers: nnx.Module, body: Callable[[nnx.Module, Any, Any], tuple[Any, Any]], carry, xs=None, *,
                 length: int | None = None, remat: bool = False, unroll: int | bool = 1):
     """Runs ``body(layer, carry, x) -> (carry, y)`` over the leading (stacked) axis of ``layers``' state with

@@ -25,7 +25,7 @@ import numpy as np
 from mujoco import mjx
 
 from rewardax.envs.humanoid import Humanoid
-from rewardax.envs.tasks import pose_data
+from rewardax.envs.tasks import TASKS, pose_data
 
 
 def _saturated(key: jax.Array, num_envs: int, action_size: int) -> jax.Array:
@@ -36,9 +36,12 @@ def _saturated(key: jax.Array, num_envs: int, action_size: int) -> jax.Array:
 def stress(env: Humanoid, num_envs: int, steps: int, seed: int = 0, chunk: int = 50, progress=None) -> dict:
     """Step ``num_envs`` envs ``steps`` times with saturated random actions in MJX; count non-finite envs.
 
-    Runs in jitted chunks of ``chunk`` steps; ``progress(done_steps)`` is called after each.
+    Every task has the same body, model and reset (they differ only in their oracle), so one run checks the
+    physics of all of them; it also reports how often random flailing passes each task's oracle. Runs in
+    jitted chunks of ``chunk`` steps; ``progress(done_steps)`` is called after each.
     """
     step = jax.vmap(env.step)
+    oracles = {name: task.success for name, task in TASKS.items()}
 
     @jax.jit
     def run(state, first_bad, success, key, start):
@@ -49,7 +52,8 @@ def stress(env: Humanoid, num_envs: int, steps: int, seed: int = 0, chunk: int =
             data = state.pipeline_state
             finite = jnp.isfinite(data.qpos).all(-1) & jnp.isfinite(data.qvel).all(-1)
             first_bad = jnp.where((first_bad < 0) & ~finite, t, first_bad)
-            return (state, first_bad, success + state.metrics["success"]), None
+            success = {name: success[name] + oracle(data) for name, oracle in oracles.items()}
+            return (state, first_bad, success), None
 
         keys = jax.random.split(key, chunk)
         (state, first_bad, success), _ = jax.lax.scan(one, (state, first_bad, success),
@@ -58,7 +62,7 @@ def stress(env: Humanoid, num_envs: int, steps: int, seed: int = 0, chunk: int =
 
     key = jax.random.key(seed)
     state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.fold_in(key, steps + 1), num_envs))
-    first_bad, success = -jnp.ones(num_envs, jnp.int32), jnp.zeros(num_envs)
+    first_bad, success = -jnp.ones(num_envs, jnp.int32), {name: jnp.zeros(num_envs) for name in oracles}
     began, done = time.perf_counter(), 0
     compile_seconds = None
     while done < steps:
@@ -76,7 +80,8 @@ def stress(env: Humanoid, num_envs: int, steps: int, seed: int = 0, chunk: int =
     timed_steps = done - chunk
     return {"engine": "mjx", "num_envs": num_envs, "steps": done, "non_finite_envs": int(bad.sum()),
             "first_non_finite_step": int(first_bad[bad].min()) if bad.any() else None,
-            "oracle_success_rate": float(np.asarray(success).sum() / (num_envs * done)),
+            "oracle_success_rate": {name: float(np.asarray(passed).sum() / (num_envs * done))
+                                    for name, passed in success.items()},
             "env_steps_per_s": round(num_envs * timed_steps / seconds, 1) if timed_steps else None,
             "compile_and_first_chunk_s": round(compile_seconds, 1)}
 

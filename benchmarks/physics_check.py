@@ -1,6 +1,6 @@
 """Does the humanoid's physics hold up? JSON lines on stdout (progress on stderr); no assertions.
 
-    python benchmarks/physics_check.py                               # 1,024 envs × 1,000 steps (~25 min on 2 CPU cores)
+    python benchmarks/physics_check.py                               # 1,024 envs × 1,000 steps (16 min on 2 CPU cores)
     python benchmarks/physics_check.py --num-envs 64 --steps 200     # a CPU-sized run
     python benchmarks/physics_check.py --engine mujoco               # the same MjModel in MuJoCo C (fast on CPU)
     python benchmarks/physics_check.py --iterations 1 --ls-iterations 4 --engine mujoco   # the old settings

@@ -1,7 +1,7 @@
 """The humanoid's physics under PPO's worst exploration, and against MuJoCo C (rewardax.envs.physics_check).
 
-The full check (1,024 envs × 1,000 steps for every task) is `benchmarks/physics_check.py`; these are small
-versions that keep the blow-up from coming back.
+The full check (1,024 envs × 1,000 steps of the body every task shares) is `benchmarks/physics_check.py`; these
+are small versions that keep the blow-up from coming back.
 """
 
 import numpy as np

@@ -37,7 +37,7 @@ from rewardax.envs import physics_check
 @dataclasses.dataclass(frozen=True)
 class Args:
     num_envs: int = 1024
-    """Envs per task for the stress test."""
+    """Envs for the stress test."""
     steps: int = 1000
     """Env steps per env for the stress test (a multiple of 50 in MJX)."""
     seed: int = 0

@@ -69,7 +69,7 @@ def random_policy_rate(task: str, episodes: int, seed: int = 0) -> float:
 
 
 def run_one(task: str, reward: str, args: Args, out: pathlib.Path) -> dict:
-    config = presets()["classic" if task in envs.CLASSIC else "learning"]
+    config = presets(task)["learning"]
     config = dataclasses.replace(config, task=task, reward=REWARD_CONFIGS[reward](), seed=args.seed,
                                  run_dir=str(out / f"{task}-{reward}"),
                                  **({"num_envs": args.num_envs} if args.num_envs else {}))

@@ -3,7 +3,7 @@ of the CLIP reward, before the humanoid).
 
     python experiments/cartpole_clip.py                               # CLIP, the preset for this machine
     python experiments/cartpole_clip.py --preset smoke                # offline: a tiny random CLIP
-    python experiments/cartpole_clip.py --preset classic              # the dense ground truth, for comparison
+    python experiments/cartpole_clip.py --preset learning             # the dense ground truth, for comparison
     python experiments/cartpole_clip.py reward:clip --reward.alpha 0.5 --reward.checkpoint openai/clip-vit-base-patch32
 
 All options of experiments/train.py apply (the baseline prompt is "pole and cart").

@@ -14,7 +14,7 @@ All options of experiments/train.py apply; the reward's own options follow ``rew
 
 import train
 
-from rewardax.train.config import YesTokenRewardConfig
+from rewardax.rewards import YesTokenRewardConfig
 
 
 def yes_token_reward(preset: str) -> YesTokenRewardConfig:

@@ -4,7 +4,7 @@ by CLIP (VLM-RM: texture decided whether CLIP could see the car, so the textured
     python experiments/mountaincar_clip.py                            # CLIP, textured look, this machine's preset
     python experiments/mountaincar_clip.py --look default             # Gym's plain line drawing
     python experiments/mountaincar_clip.py --preset smoke             # offline: a tiny random CLIP
-    python experiments/mountaincar_clip.py --preset classic           # the dense ground truth, for comparison
+    python experiments/mountaincar_clip.py --preset learning          # the dense ground truth, for comparison
 
 All options of experiments/train.py apply (the baseline prompt is "a car in the mountain").
 """

@@ -4,10 +4,12 @@
     python experiments/train.py --preset smoke --task kneeling     # offline, minutes: the whole pipeline
     python experiments/train.py --preset cpu --help                # every option with the preset's value
 
-Presets: smoke, cpu, gpu, tpu, paper, learning (see rewardax.train.config). Options after the preset override
-it, e.g. ``--num-envs 64 --ppo.learning-rate 1e-4 --run-dir runs/kneeling``. The reward model is a subcommand
-that comes last, with its own options after it: ``reward:clip --reward.alpha 0.5``, ``reward:clip
---reward.checkpoint random`` (offline), ``reward:oracle`` or ``reward:dense``. Re-running with the same
+Presets size the run for a machine: smoke, cpu, gpu, tpu, paper, learning (see rewardax.train.config); the
+task (a humanoid pose, cartpole or mountaincar) brings its env family's PPO settings. Options after the preset
+override it, e.g. ``--num-envs 64 --ppo.learning-rate 1e-4 --run-dir runs/kneeling``. The reward model is a
+subcommand that comes last, with its own options after it: ``reward:clip --reward.alpha 0.5``, ``reward:clip
+--reward.checkpoint random`` (offline), ``reward:yes-token --reward.mode pairwise`` (a generative VLM's
+P("yes")), ``reward:oracle`` or ``reward:dense`` (the task's ground truth). Re-running with the same
 ``--run-dir`` resumes from its latest checkpoint.
 """
 
@@ -28,26 +30,36 @@ from rewardax import distributed
 from rewardax.models import CheckpointError, CheckpointNotFoundError
 from rewardax.train import (CheckpointCorrupt, ProcessLost, TrainConfig, TrainingDiverged, TrainingStalled,
                             default_preset, presets, train)
-from rewardax.train.config import PRESET_NAMES, RewardConfig
+from rewardax.rewards import RewardConfig
+from rewardax.train.config import PRESET_NAMES
 
 
-def main(argv: list[str] | None = None, task: str | None = None,
-         reward: Callable[[str], RewardConfig] | None = None) -> dict:
-    """Parse ``argv`` over the preset (``task`` and ``reward(preset)`` replace the preset's own) and train."""
-    argv = sys.argv[1:] if argv is None else argv
+def parse(argv: list[str], task: str | None = None,
+          reward: Callable[[str], RewardConfig] | None = None) -> tuple[TrainConfig, str]:
+    """``(config, preset)`` from ``argv`` over the preset for the task: the preset sizes the run for the
+    machine, the task (``--task``, or a script's ``task``) brings its env family's PPO settings, ``reward(preset)``
+    replaces the preset's reward model, and every option given overrides them."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--preset", choices=PRESET_NAMES)
+    parser.add_argument("--task", default=task or TrainConfig.task)
     known, rest = parser.parse_known_args(argv)
     # A multi-process job is joined before anything asks JAX for devices (the presets do).
     distributed.initialize(required="--distributed" in rest)
     preset = known.preset or default_preset()
-    base = presets()[preset]
-    if task is not None:
-        base = dataclasses.replace(base, task=task)
+    base = presets(known.task)[preset]
     if reward is not None:
         base = dataclasses.replace(base, reward=reward(preset))
+    config = tyro.cli(TrainConfig, default=base, args=rest, description=f"{__doc__}\nPreset: {preset}.")
+    return config, preset
+
+
+def main(argv: list[str] | None = None, task: str | None = None,
+         reward: Callable[[str], RewardConfig] | None = None) -> dict:
+    """Parse ``argv`` (`parse`) and train."""
+    argv = sys.argv[1:] if argv is None else argv
+    preset = None
     try:
-        config = tyro.cli(TrainConfig, default=base, args=rest, description=f"{__doc__}\nPreset: {preset}.")
+        config, preset = parse(argv, task, reward)
         summary = train(config)
     except TrainingStalled as error:
         # The stuck computation still holds a thread inside XLA: a normal interpreter exit would abort on it.
@@ -56,7 +68,7 @@ def main(argv: list[str] | None = None, task: str | None = None,
     except (ValueError, CheckpointError, CheckpointNotFoundError, CheckpointCorrupt, TrainingDiverged,
             ProcessLost) as error:
         print(f"error: {error}", file=sys.stderr)
-        if isinstance(error, CheckpointNotFoundError) and preset != "smoke":
+        if isinstance(error, CheckpointNotFoundError) and preset not in (None, "smoke"):
             print("hint: --preset smoke trains with a tiny random CLIP written locally (no download).",
                   file=sys.stderr)
         _exit(1)

@@ -91,7 +91,7 @@ def test_ppo_solves_cartpole_with_its_dense_ground_truth_through_the_trainer(tmp
     evaluation episode ends upright after 200 iterations (`benchmarks/learning.py` measures the curve)."""
     from rewardax.train import presets, train
 
-    config = dataclasses.replace(presets()["classic"], task="cartpole", iterations=200, eval_every=0,
+    config = dataclasses.replace(presets("cartpole")["learning"], iterations=200, eval_every=0,
                                  checkpoint_every=200, run_dir=str(tmp_path))
     summary = train(config)
     assert summary["metrics"]["eval/success"] >= 0.95, summary["metrics"]

@@ -133,13 +133,13 @@ def test_two_processes_run_the_flagship_like_one_process(one_process_run, tmp_pa
     assert json.loads((run / "config.json").read_text())["processes"] == PROCESSES
     assert (run / "videos" / f"iteration_{ITERATIONS:06d}.mp4").stat().st_size > 0  # both evaluated; 0 filmed
     # Every leaf of the final checkpoint (agent, optimiser, statistics, keys, every env's physics) equals the
-    # one-process run's, bit for bit (device sums add in device order: rewardax.rl.reduce).
+    # one-process run's, bit for bit (device sums add in device order: rewardax.stats.device_sum).
     assert_same_checkpoints(run, one_process_run)
 
 
 def assert_same_checkpoints(run, reference):
     two, one = Checkpoints(run / "checkpoints").read(), Checkpoints(reference / "checkpoints").read()
-    assert two.keys() == one.keys() and any(k.startswith("0/params/") for k in one)
+    assert two.keys() == one.keys() and any(k.startswith("state/params/") for k in one)
     for name in one:
         np.testing.assert_array_equal(two[name], one[name], err_msg=name)
 

@@ -37,10 +37,10 @@ def test_a_trained_runs_policy_adds_its_episodes_plain_and_perturbed(tmp_path):
     import dataclasses
 
     from rewardax.train import presets, train
-    from rewardax.train.config import OracleRewardConfig
+    from rewardax.rewards import OracleRewardConfig
 
     run = tmp_path / "run"
-    train(dataclasses.replace(presets()["smoke"], task="cartpole", reward=OracleRewardConfig(), run_dir=str(run),
+    train(dataclasses.replace(presets("cartpole")["smoke"], reward=OracleRewardConfig(), run_dir=str(run),
                               eval_episodes=1))
     manifest = dataset.main(["--policy", str(run), "--out", str(tmp_path / "data"), "--episodes", "2", "--every",
                              "100", "--path-frames", "3", "--frame-size", "8"])
@@ -77,9 +77,9 @@ def test_the_evaluation_command_compares_models_on_a_dataset_and_draws_landscape
     from rewardax.eval.__main__ import main
 
     out, manifest = cartpole
-    result = main(["--reward", "clip:random", "yes_token:random", "--alpha", "0", "1", "--dataset", str(out),
+    result = main(["--reward", "clip:random", "yes-token:random", "--alpha", "0", "1", "--dataset", str(out),
                    "--out", str(tmp_path), "--batch", "16"])
-    assert [r["reward"] for r in result["rows"]] == ["clip:random α=0", "clip:random α=1", "yes_token:random"]
+    assert [r["reward"] for r in result["rows"]] == ["clip:random α=0", "clip:random α=1", "yes-token:random"]
     for row in result["rows"]:
         assert 0.0 <= row["epic_dense"] <= 1.0 and 0.0 <= row["auc_success"] <= 1.0
     assert "EPIC" in capsys.readouterr().out and (tmp_path / "eval.png").stat().st_size > 0
@@ -88,5 +88,7 @@ def test_the_evaluation_command_compares_models_on_a_dataset_and_draws_landscape
                       "--out", str(tmp_path)])
     assert len(landscape["cartpole"]["rewards"]["clip:random α=0"]) == 9 and sum(landscape["cartpole"]["success"]) == 1
     assert (tmp_path / "landscape.png").stat().st_size > 0
-    with pytest.raises(SystemExit, match="expected clip:<checkpoint> or yes_token:<checkpoint>"):
+    with pytest.raises(ValueError, match="expected one of clip:<checkpoint>, oracle, dense, yes-token:<checkpoint>"):
         main(["--reward", "blip:x", "--dataset", str(out)])
+    with pytest.raises(ValueError, match="dense reads the physics state"):
+        main(["--reward", "dense", "--dataset", str(out)])

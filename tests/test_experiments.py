@@ -58,6 +58,6 @@ def test_the_yes_token_smoke_experiment_trains_with_the_pairwise_reward(tmp_path
     saved = json.loads((tmp_path / "config.json").read_text())["config"]["reward"]
     assert saved["kind"] == "yes_token" and saved["mode"] == "pairwise" and saved["checkpoint"] == "random"
     assert metrics["reward_model/reference_replaced"] in (0.0, 1.0)
-    reference = Checkpoints(tmp_path / "checkpoints").read()["0/reward_reference"]  # checkpointed with the agent
+    reference = Checkpoints(tmp_path / "checkpoints").read()["state/reward_reference"]  # checkpointed with the agent
     assert reference.dtype == np.uint8 and reference.ndim == 3 and reference.shape[-1] == 3
     assert (tmp_path / "videos" / "iteration_000002.mp4").stat().st_size > 0

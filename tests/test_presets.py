@@ -1,23 +1,21 @@
-"""Every preset trains with its real PPO settings (network sizes, rollout lengths) across an episode end.
-
-The presets differ from each other in env counts and CLIP checkpoints only; every one but smoke shares one PPO
-configuration (asserted), and shrunk to a few envs they are the same program: the issue's repro (the cpu preset)
-runs it past an episode end, which is what met the physics blow-up of issue 7 in its first iteration.
+"""Presets size a run for a machine (env counts, CLIP checkpoints, iterations) and the task brings its env family's
+PPO settings, so the real settings (network sizes, rollout lengths) run here shrunk to a few envs: the issue's
+repro (the cpu preset) runs past an episode end, which is what met the physics blow-up of issue 7 in its first
+iteration.
 """
 
 import json
-import math
 import pathlib
 import sys
 
 
 import rewardax.envs as envs
 from rewardax.train.config import presets
+from rewardax.train.monitor import non_finite
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "experiments"))
 
 EPISODE = envs.make("kneeling").episode_length
-ACCELERATOR_PRESETS = ("gpu", "tpu", "paper")
 
 
 def iterations_past_an_episode_end(config):
@@ -32,13 +30,23 @@ def assert_trained_across_an_episode_end(lines, iterations):
     assert [m["iteration"] for m in lines] == list(range(1, iterations + 1))
     assert any(m["episode_end"] > 0 for m in lines), "no episode ended"
     for m in lines:
-        bad = [k for k, v in m.items() if not k.startswith("reward_model/") and not math.isfinite(v)]
+        bad = non_finite(m)
         assert not bad and m["env/non_finite_resets"] == 0, (m["iteration"], bad)
 
 
-def test_the_accelerator_presets_share_one_ppo_configuration():
-    choices = presets()
-    assert len({choices[name].ppo for name in ACCELERATOR_PRESETS + ("cpu", "learning")}) == 1
+def test_the_command_line_takes_the_task_family_ppo_and_the_preset_machine_size():
+    import train as train_script
+    from rewardax.train import CLASSIC_PPO, HUMANOID_PPO
+
+    for argv, ppo in ((["--preset", "learning", "--task", "cartpole"], CLASSIC_PPO),
+                      (["--preset", "learning", "--task", "kneeling"], HUMANOID_PPO),
+                      (["--preset", "paper"], HUMANOID_PPO)):
+        config, _ = train_script.parse(argv)
+        assert config.ppo == ppo, argv
+    mountaincar, _ = train_script.parse(["--preset", "learning"], task="mountaincar")  # a script's own task
+    assert not mountaincar.ppo.scale_reward and mountaincar.num_envs == presets("kneeling")["learning"].num_envs
+    override, _ = train_script.parse(["--preset", "learning", "--task", "cartpole", "--ppo.scale-reward"])
+    assert override.ppo.scale_reward  # an option given on the command line still wins
 
 
 def test_the_issue_repro_trains(tmp_path):
@@ -47,7 +55,7 @@ def test_the_issue_repro_trains(tmp_path):
     enough to cross an episode end."""
     import train as train_script
 
-    iterations = iterations_past_an_episode_end(presets()["cpu"])
+    iterations = iterations_past_an_episode_end(presets("kneeling")["cpu"])
     summary = train_script.main(["--preset", "cpu", "--task", "kneeling", "--num-envs", "8",
                                  "--iterations", str(iterations), "--eval-episodes", "2", "--frame-size", "32",
                                  "--run-dir", str(tmp_path), "reward:oracle"])

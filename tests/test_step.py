@@ -22,7 +22,7 @@ SMALL = PPOConfig(learning_rate=3e-3, num_steps=8, minibatches=2, epochs=2, hidd
 
 def run(env, config, num_envs, iterations, mesh, reward=EnvReward(), seed=0, frame_size=16):
     state, batch = rl_step.init(env, jax.random.PRNGKey(seed), config, num_envs, iterations, mesh)
-    train_step = rl_step.make_train_step(env, config, num_envs, iterations, frame_size=frame_size, mesh_=mesh)
+    train_step = rl_step.make_train_step(env, config, num_envs, iterations, frame_size=frame_size, mesh=mesh)
     history = []
     for _ in range(iterations):
         state, batch, metrics = train_step(state, batch, reward)
@@ -32,8 +32,8 @@ def run(env, config, num_envs, iterations, mesh, reward=EnvReward(), seed=0, fra
 
 def test_one_device_and_four_devices_take_the_same_steps():
     assert jax.device_count() == 4, "tests run with 4 virtual CPU devices (tests/conftest.py)"
-    one, _, one_metrics = run(probes.Reach(), SMALL, 8, 3, rl_step.mesh(jax.devices()[:1]))
-    four, _, four_metrics = run(probes.Reach(), SMALL, 8, 3, rl_step.mesh())
+    one, _, one_metrics = run(probes.Reach(), SMALL, 8, 3, rl_step.make_mesh(jax.devices()[:1]))
+    four, _, four_metrics = run(probes.Reach(), SMALL, 8, 3, rl_step.make_mesh())
     for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(one_metrics[-1]["reward"], four_metrics[-1]["reward"], rtol=1e-5)
@@ -42,7 +42,7 @@ def test_one_device_and_four_devices_take_the_same_steps():
 
 def test_ppo_learns_reach_through_the_train_step():
     config = dataclasses.replace(SMALL, num_steps=20, minibatches=4, epochs=4, hidden_sizes=(32, 32))
-    _, _, history = run(probes.Reach(), config, 32, 60, rl_step.mesh())
+    _, _, history = run(probes.Reach(), config, 32, 60, rl_step.make_mesh())
     first, last = history[0]["reward"], np.mean([m["reward"] for m in history[-5:]])
     assert first < -0.5, f"random actions should score about -0.7, got {first:.3f}"
     assert last > -0.25, f"after 60 iterations the policy should reach its targets: {first:.3f} -> {last:.3f}"
@@ -64,7 +64,7 @@ def test_the_reward_is_computed_from_the_frame_rendered_inside_the_step():
     state each env reached, rendered again outside the step."""
     env = envs.make("splits")
     config = dataclasses.replace(SMALL, num_steps=1, minibatches=1, epochs=1)
-    _, batch, history = run(env, config, 4, 1, rl_step.mesh(), reward=MeanPixel(), frame_size=12)
+    _, batch, history = run(env, config, 4, 1, rl_step.make_mesh(), reward=MeanPixel(), frame_size=12)
     frames = jax.jit(env.renderer(12, 12))(batch.state.pipeline_state).rgb  # no env ended: these are the reached states
     assert int(batch.steps.min()) == 1
     expected = np.asarray(frames, np.float64).mean() / 255.0
@@ -116,8 +116,8 @@ class Brighter(Reward):
 
 def test_reward_every_k_steps_holds_the_score_between_and_reads_the_oracle_every_step():
     calls = []
-    config = dataclasses.replace(SMALL, num_steps=8, minibatches=1, epochs=1)
-    env, mesh = Counter(), rl_step.mesh()
+    config = dataclasses.replace(SMALL, num_steps=8, minibatches=1, epochs=1, scale_reward=False)
+    env, mesh = Counter(), rl_step.make_mesh()
 
     @struct.dataclass
     class Count(Reward):
@@ -129,8 +129,7 @@ def test_reward_every_k_steps_holds_the_score_between_and_reads_the_oracle_every
 
     state, batch = rl_step.init(env, jax.random.key(0), config, 8, 2, mesh)
     start = np.asarray(batch.state.obs[:, 0])
-    train_step = rl_step.make_train_step(env, config, 8, 2, frame_size=4, scale_reward=False, mesh_=mesh,
-                                         reward_every=3)
+    train_step = rl_step.make_train_step(env, config, 8, 2, frame_size=4, mesh=mesh, reward_every=3)
     for iteration in range(2):
         state, batch, metrics = train_step(state, batch, Count())
         counts = start[None] + 8 * iteration + np.arange(1, 9)[:, None]  # [T, B] after each step
@@ -139,7 +138,7 @@ def test_reward_every_k_steps_holds_the_score_between_and_reads_the_oracle_every
         assert float(metrics["oracle/dense"]) == pytest.approx(counts.mean(), rel=1e-6)
     assert len(calls) == 2 * 3 * 4, "the model runs on 3 of 8 steps, on each of 4 devices, in 2 iterations"
     with pytest.raises(ValueError, match="reward_every must be a positive integer"):
-        rl_step.make_train_step(env, config, 8, 2, mesh_=mesh, reward_every=0)
+        rl_step.make_train_step(env, config, 8, 2, mesh=mesh, reward_every=0)
 
 
 def test_a_held_reward_never_outlives_its_episode():
@@ -175,11 +174,11 @@ def test_a_held_reward_never_outlives_its_episode():
 
 
 def test_the_best_frame_so_far_replaces_an_adaptive_reference_across_devices():
-    env, mesh = Counter(), rl_step.mesh()
+    env, mesh = Counter(), rl_step.make_mesh()
     config = dataclasses.replace(SMALL, num_steps=4, minibatches=1, epochs=1)
     reward = Brighter(reference=jnp.full((3, 5, 3), 250, jnp.uint8))  # brighter than every frame at first
     state, batch = rl_step.init(env, jax.random.key(1), config, 8, 3, mesh, reward=reward)
-    train_step = rl_step.make_train_step(env, config, 8, 3, frame_size=6, mesh_=mesh)
+    train_step = rl_step.make_train_step(env, config, 8, 3, frame_size=6, mesh=mesh)
     frozen = reward.split()[0]
     state, batch, metrics = train_step(state, batch, frozen)
     assert metrics["reward_model/reference_replaced"] == 0 and (np.asarray(state.reward_reference) == 250).all()
@@ -220,7 +219,7 @@ def test_reward_agreement_over_devices_equals_one_device():
     success = (dense + 0.5 * x > 0).astype(jnp.float32)
     valid = jax.random.bernoulli(keys[2], 0.8, (5, 8)).astype(jnp.float32)
     one = rl_step.reward_agreement(x, dense, success, valid)
-    mesh = rl_step.mesh()
+    mesh = rl_step.make_mesh()
     four = jax.jit(jax.shard_map(lambda *a: rl_step.reward_agreement(*a, axis_name=rl_step.AXIS), mesh=mesh,
                                  in_specs=P(None, rl_step.AXIS), out_specs=P(),
                                  check_vma=False))(x, dense, success, valid)

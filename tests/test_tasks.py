@@ -233,8 +233,8 @@ def test_head_height_margin_of_the_standing_pose():
 def test_dense_of_the_standing_pose_on_arms_raised_is_the_mean_of_its_terms():
     """Upright, tall and feet down are met (4 terms of 1); each hand misses the head top by (top - hand) m."""
     data = pose_data("standing")
-    top = data.geom_xpos[tasks._ID.head, 2] + 0.09
-    hands = data.geom_xpos[[tasks._ID.right_hand, tasks._ID.left_hand], 2]
+    top = data.geom_xpos[tasks._ids().head, 2] + 0.09
+    hands = data.geom_xpos[[tasks._ids().right_hand, tasks._ids().left_hand], 2]
     expected = (4 + np.sum(1 / (1 + ((hands - top) / 0.2) ** 2))) / 6
     assert float(TASKS["arms_raised"].dense(data)) == pytest.approx(expected, rel=1e-5)
 

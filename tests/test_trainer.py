@@ -22,8 +22,8 @@ from flax import struct
 from rewardax.envs import probes
 from rewardax.rewards import EnvReward, Reward
 from rewardax.rl import PPOConfig
-from rewardax.train.config import (PRESET_NAMES, ClipRewardConfig, TrainConfig,
-                                   presets)
+from rewardax.rewards import ClipRewardConfig
+from rewardax.train.config import TrainConfig
 from rewardax.train import CheckpointCorrupt, TrainingDiverged, TrainingStalled, train
 from rewardax.train.checkpoints import CheckpointMismatch, Checkpoints
 from rewardax.train.watchdog import GDB_TIMEOUT_S
@@ -118,7 +118,6 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"reward": ClipRewardConfig(alpha=2.0)}, r"alpha must be in \[0, 1\]"),
     ({"frame_size": 0}, "frame_size must be an integer of at least 1, got 0"),
     ({"eval_episodes": 0, "iterations": -1}, "iterations must be .* eval_episodes must be"),  # every problem at once
     ({"reward": "clip"}, "reward must be one of ClipRewardConfig, OracleRewardConfig, DenseRewardConfig, "
@@ -127,6 +126,11 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
 def test_every_config_value_is_checked_when_the_config_is_made(change, message):
     with pytest.raises(ValueError, match=f"invalid training config: .*{message}"):
         dataclasses.replace(CONFIG, **change)
+
+
+def test_a_reward_config_checks_its_values_when_made():
+    with pytest.raises(ValueError, match=r"invalid clip reward: alpha must be in \[0, 1\]"):
+        ClipRewardConfig(alpha=2.0)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -317,27 +321,18 @@ def test_a_second_sigterm_exits_at_once_without_saving(stalling_worker):
     assert restored_params(run_dir)[0] == 2 and "STOPPED" not in worker.stdout.read()
 
 
-@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", "tpu", "paper"])
-def test_every_preset_is_a_consistent_config(name):
-    assert tuple(presets()) == PRESET_NAMES
-    config = presets()[name]
-    assert config.num_envs % jax.device_count() == 0
-    assert config.ppo.num_steps % config.ppo.minibatches == 0
-    assert 0.0 <= config.reward.alpha <= 1.0 and config.task == "splits"
-
-
 def test_a_reward_model_blind_to_the_task_is_reported_once():
-    from rewardax.train.trainer import _RewardModelCheck
+    from rewardax.train.monitor import RewardModelCheck
 
-    check = _RewardModelCheck(enabled=True)
+    check = RewardModelCheck(enabled=True)
     blind = {"reward_model/pearson_dense": 0.02, "reward_model/auc_success": 0.51}
     warnings = [check(blind) for _ in range(8)]
     assert warnings[:4] == [None] * 4 and "Pearson correlation" in warnings[4] and warnings[5:] == [None] * 3
-    seeing = _RewardModelCheck(enabled=True)
+    seeing = RewardModelCheck(enabled=True)
     assert all(seeing({"reward_model/pearson_dense": r}) is None for r in (0.02, 0.01, 0.4, 0.03, 0.0, 0.05))
-    undefined = _RewardModelCheck(enabled=True)
+    undefined = RewardModelCheck(enabled=True)
     assert all(undefined({"reward_model/pearson_dense": float("nan")}) is None for _ in range(8))
-    assert all(_RewardModelCheck(enabled=False)(blind) is None for _ in range(8))
+    assert all(RewardModelCheck(enabled=False)(blind) is None for _ in range(8))
 
 
 @struct.dataclass
@@ -366,8 +361,60 @@ def test_a_trainable_reward_model_lives_in_the_train_state_and_its_checkpoints_b
     plain = json.loads((uninterrupted[0] / "metrics.jsonl").read_text().splitlines()[0])
     assert first[0] == pytest.approx(2.0 * plain["reward"], rel=1e-6)  # the step scored with the state's scale
     _, leaves = restored_params(tmp_path)
-    assert float(leaves["0/reward_params/scale"]) == 2.0
-    assert any(name.startswith("0/reward_opt_state/") for name in leaves)
+    assert float(leaves["state/reward_params/scale"]) == 2.0
+    assert any(name.startswith("state/reward_opt_state/") for name in leaves)
     # A run saved without the trainable part cannot silently take one: the new fields are named.
     with pytest.raises(CheckpointMismatch, match="reward_params/scale"):
         reach(CONFIG, uninterrupted[0], reward=LearnedScale(jnp.float32(2.0)))
+
+
+@struct.dataclass
+class UnusedParameter(Reward):
+    """The env's reward, with a trainable parameter it does not read: only the reward model's norm can diverge."""
+
+    weight: jax.Array | None = None
+    optimizer = optax.adam(1e-3)
+
+    def split(self):
+        return self.replace(weight=None), {"weight": self.weight}
+
+    def merge(self, params):
+        return self.replace(weight=params["weight"])
+
+    def __call__(self, frames, state):
+        return state.reward, {}
+
+
+def test_a_diverging_reward_model_stops_the_run_like_a_diverging_agent(tmp_path):
+    from rewardax.train.monitor import non_finite
+
+    with pytest.raises(TrainingDiverged, match=r"iteration 1: non-finite reward_model/param_norm"):
+        reach(CONFIG, tmp_path, reward=UnusedParameter(jnp.float32(jnp.nan)))
+    # Agreement with the ground truth is undefined before any success (NaN): that alone is no divergence.
+    nan = float("nan")
+    assert non_finite({"reward_model/auc_success": nan, "reward_model/pearson_dense": nan, "loss": 1.0}) == []
+    assert non_finite({"reward_model/auc_success": nan, "reward_model/loss": nan}) == ["reward_model/loss"]
+
+
+def test_a_checkpoint_saved_by_position_before_names_resumes_exactly(uninterrupted, tmp_path):
+    """Checkpoints written before 2026-12-03 held the pair (state, envs) as 0/... and 1/...: they resume as
+    state/... and envs/... (`rewardax.train.checkpoints.OLD_NAMES`), and the run goes on as if never stopped."""
+    from rewardax.trees import nest
+
+    reach(CONFIG, tmp_path, callback=lambda i, m: signal.raise_signal(signal.SIGTERM) if i == 2 else None)
+    store = Checkpoints(tmp_path / "checkpoints")
+    leaves = store.read(2)
+    old = {"0": nest({k[len("state/"):]: v for k, v in leaves.items() if k.startswith("state/")}),
+           "1": nest({k[len("envs/"):]: v for k, v in leaves.items() if k.startswith("envs/")})}
+    shutil.rmtree(tmp_path / "checkpoints")
+    store = Checkpoints(tmp_path / "checkpoints")
+    store.save(2, old)
+    store.wait()
+    assert any(name.startswith("0/params/") for name in store._saved_leaves(2))  # written the old way
+    assert store.read(2).keys() == leaves.keys()  # and read under today's names
+    resumed = reach(CONFIG, tmp_path)
+    assert resumed["iterations"] == 4
+    _, a = restored_params(uninterrupted[0])
+    _, b = restored_params(tmp_path)
+    for key in a:
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=f"leaf {key}")

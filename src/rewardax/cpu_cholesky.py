@@ -11,7 +11,7 @@ open-source builds; 0.10.2 is the newest release on PyPI today.
 `install` keeps LAPACK but lowers a batched Cholesky on CPU to a loop of unbatched LAPACK calls (`lax.map`),
 which never enters the parallel path: results are bit-identical and 64 humanoids step at 134 env-steps/s
 instead of hanging (an unrolled pure-JAX Cholesky ran at 94). Other backends and other jaxlib versions are
-left alone. `rewardax` installs it on import.
+left alone. `rewardax.envs.Humanoid` installs it when an MJX env is made (it only replaces the CPU lowering).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Call :func:`initialize` first thing in the program, before any other JAX call, on every process::
 
     rewardax.distributed.initialize()          # reads the cluster / environment; no-op for one process
-    mesh = rewardax.rl.step.mesh()             # every device of every process
+    mesh = rewardax.rl.step.make_mesh()             # every device of every process
     state, envs = step.init(env, jax.random.PRNGKey(seed), config, num_envs, total_updates, mesh)
-    train_step = step.make_train_step(env, config, num_envs, total_updates, mesh_=mesh)
+    train_step = step.make_train_step(env, config, num_envs, total_updates, mesh)
     ...
     if rewardax.distributed.is_main_process():
         write logs
@@ -13,7 +13,7 @@ Call :func:`initialize` first thing in the program, before any other JAX call, o
 JAX on several processes is multi-controller: every process runs the same program and the compiled step
 spans the devices of all of them. What is global, and what each process must do:
 
-- **The mesh** is global: ``step.mesh()`` is built from ``jax.devices()``, every device of every process, in
+- **The mesh** is global: ``step.make_mesh()`` is built from ``jax.devices()``, every device of every process, in
   the same order everywhere. ``num_envs`` is the global env count and must split over all devices.
 - **The seed** is global: every process passes the same key to ``step.init``. The agent's parameters, the
   optimiser state and the minibatch key are computed identically on each process and placed on the mesh
@@ -129,12 +129,12 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def replicate(tree, mesh_: Mesh):
-    """Place a pytree on every device of ``mesh_`` (all processes), unsharded: e.g. a reward model's weights,
+def replicate(tree, mesh: Mesh):
+    """Place a pytree on every device of ``mesh`` (all processes), unsharded: e.g. a reward model's weights,
     once before training, so each step does not copy them again. Every process must pass the same values
     (JAX checks). In a multi-process job, local arrays go through host memory first, as arrays on one
     process's devices cannot enter a step that spans the others'."""
-    sharding = NamedSharding(mesh_, P())
+    sharding = NamedSharding(mesh, P())
 
     def put(x):
         if isinstance(x, jax.Array):

@@ -30,10 +30,11 @@ from brax.envs.base import Env
 
 
 class TaskEnv(Env):
-    """A brax `Env` with the declared interface of the module docstring (defaults: no task, no frames)."""
+    """A brax `Env` with the declared interface of the module docstring (defaults: no task, no frames; an env
+    must declare ``episode_length`` and ``dt`` itself: `check_env` names the one it forgot)."""
 
-    episode_length: int = 1
-    dt: float = 1.0
+    episode_length: int
+    dt: float
     task: Any = None
 
     def renderer(self, height: int = 224, width: int = 224) -> Callable | None:
@@ -66,7 +67,13 @@ def check_env(env: Any) -> TaskEnv:
         raise TypeError(f"the training step needs a rewardax.envs.TaskEnv (actions in [-1, 1], episode_length, dt, "
                         f"task, renderer), got {type(env).__name__}: subclass TaskEnv and map the unit action onto "
                         f"the env's controls in its step")
-    if not isinstance(env.episode_length, int) or env.episode_length < 1:
-        raise ValueError(f"{type(env).__name__}.episode_length must be a positive integer, got "
-                         f"{env.episode_length!r}")
+    for name, kind, what in (("episode_length", int, "the time limit in steps"),
+                             ("dt", (int, float), "simulated seconds per step")):
+        value = getattr(env, name, None)
+        if value is None:
+            raise ValueError(f"{type(env).__name__} does not declare {name} ({what}): set it on the class or "
+                             f"in __init__")
+        if not isinstance(value, kind) or isinstance(value, bool) or not value > 0:
+            raise ValueError(f"{type(env).__name__}.{name} ({what}) must be a positive number"
+                             f"{' (an integer)' if kind is int else ''}, got {value!r}")
     return env

@@ -20,6 +20,7 @@ import numpy as np
 from brax.envs.base import State
 from mujoco import mjx
 
+from rewardax import cpu_cholesky
 from rewardax.envs.base import TaskEnv
 from rewardax.envs.model import LOOKS, humanoid_model
 from rewardax.envs.tasks import TASKS, get_task, pose_data
@@ -62,6 +63,7 @@ class Humanoid(TaskEnv):
     `observation`)."""
 
     def __init__(self, config: HumanoidConfig = HumanoidConfig()):
+        cpu_cholesky.install()  # MJX's batched Cholesky deadlocks jaxlib 0.10's CPU backend (a no-op elsewhere)
         self.config = config
         self.task = get_task(config.task)
         self.mj_model: mujoco.MjModel = humanoid_model(config.look)
@@ -108,10 +110,15 @@ class Humanoid(TaskEnv):
         low, high = self._ctrl_range[:, 0], self._ctrl_range[:, 1]
         return low + (jnp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
 
+    def physics_step(self, data: mjx.Data, ctrl: jax.Array) -> mjx.Data:
+        """One env step of physics alone: ``frame_skip`` MJX steps under the actuator controls ``ctrl`` (in the
+        actuators' own units, not unit actions: see `control`)."""
+        data = data.replace(ctrl=ctrl)
+        return jax.lax.fori_loop(0, self.config.frame_skip, lambda _, d: mjx.step(self.sys, d), data)
+
     def step(self, state: State, action: jax.Array) -> State:
         """Apply the unit ``action`` (`control`) for ``frame_skip`` physics steps."""
-        data = state.pipeline_state.replace(ctrl=self.control(action))
-        data = jax.lax.fori_loop(0, self.config.frame_skip, lambda _, d: mjx.step(self.sys, d), data)
+        data = self.physics_step(state.pipeline_state, self.control(action))
         metrics = {**state.metrics, **self._oracle(data)}
         return state.replace(pipeline_state=data, obs=self.observation(data), reward=jnp.zeros(()),
                              metrics=metrics)

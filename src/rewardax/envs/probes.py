@@ -29,6 +29,8 @@ class Probe(TaskEnv):
 
     episode_length: int = 1
     """Steps before the rollout truncates an episode."""
+    dt: float = 1.0
+    """One step is one (abstract) second."""
 
     @property
     def observation_size(self) -> int:

@@ -54,7 +54,7 @@ class _Ids:
     head: int  # geom
     right_hand: int  # geom
     left_hand: int  # geom
-    right_foot: int  # geom (a sphere of radius FOOT_RADIUS)
+    right_foot: int  # geom (a sphere)
     left_foot: int  # geom
 
 
@@ -83,21 +83,39 @@ def _leg_length(model: mujoco.MjModel, ids: _Ids) -> float:
     return float(np.linalg.norm(model.body_pos[ids.right_knee]) + np.linalg.norm(foot_in_shin))
 
 
-_MODEL = humanoid_model("default")
-_ID = _resolve(_MODEL)
-FOOT_RADIUS = float(_MODEL.geom_size[_ID.right_foot, 0])  # 0.075 m
-HEAD_RADIUS = float(_MODEL.geom_size[_ID.head, 0])  # 0.09 m
-LEG_LENGTH = _leg_length(_MODEL, _ID)  # 0.75 m
+@dataclasses.dataclass(frozen=True)
+class _Body:
+    """What the oracle tests read from the compiled model: ids and sizes (the looks share them)."""
+
+    model: mujoco.MjModel
+    ids: _Ids
+    foot_radius: float  # 0.075 m
+    head_radius: float  # 0.09 m
+    leg_length: float  # 0.75 m
+
+
+@functools.cache
+def _anatomy() -> _Body:
+    """The humanoid read once, when a task first needs it (importing rewardax compiles no MuJoCo model)."""
+    model = humanoid_model("default")
+    ids = _resolve(model)
+    return _Body(model, ids, float(model.geom_size[ids.right_foot, 0]), float(model.geom_size[ids.head, 0]),
+                 _leg_length(model, ids))
+
+
+def _ids() -> _Ids:
+    return _anatomy().ids
+
 
 # Thresholds (metres unless said otherwise). Standing with straight legs puts the head centre at 1.48 m.
 UPRIGHT_COS = 0.85  # torso axis within ~32° of vertical
 STANDING_HEAD = 1.25  # head centre at least this high: ~85% of the straight-legged height
-FOOT_DOWN = FOOT_RADIUS + 0.05  # foot sphere centre at most 5 cm above resting on the floor
-FOOT_LIFTED = FOOT_RADIUS + 0.20  # foot sphere centre at least 20 cm above resting on the floor
+FOOT_DOWN = 0.05  # foot sphere centre at most 5 cm above resting on the floor (its radius above it)
+FOOT_LIFTED = 0.20  # foot sphere centre at least 20 cm above resting on the floor
 KNEE_DOWN = 0.12  # knee (shin origin) height; the shin capsule's radius is 0.049
 KNEEL_HIPS_ABOVE_KNEES = 0.25  # pelvis above the higher knee: thighs >= ~30° above horizontal (upright: 0.42)
 SEATED_PELVIS = 0.30  # pelvis origin height; sitting on the floor puts it at 0.1-0.2
-SPLITS_FEET_APART = 1.5 * LEG_LENGTH  # lateral distance between the feet (1.13 m; 0.18 m when standing)
+SPLITS_FEET_APART = 1.5  # leg lengths of lateral distance between the feet (1.13 m; 0.18 m when standing)
 SPLITS_UPRIGHT_COS = 0.5  # torso within 60° of vertical: sitting up, not lying on the floor
 LOTUS_KNEES_APART = 0.30  # lateral distance between the knees (hip joints are 0.20 apart)
 HAND_OFF_BODY = 0.10  # forward distance of a hand in front of the torso axis (torso radius 0.07)
@@ -133,12 +151,12 @@ def _torso_rotation(data):
     xmat = jnp.asarray(data.xmat)
     if xmat.shape[-1] == 9:
         xmat = xmat.reshape(xmat.shape[:-1] + (3, 3))
-    return xmat[..., _ID.torso, :, :]
+    return xmat[..., _ids().torso, :, :]
 
 
 def _local(data, point):
     """``point`` in the torso's frame: (forward, lateral to the left, up)."""
-    return jnp.einsum("...ij,...i->...j", _torso_rotation(data), point - _body(data, _ID.torso))
+    return jnp.einsum("...ij,...i->...j", _torso_rotation(data), point - _body(data, _ids().torso))
 
 
 def _forward(data, point):
@@ -237,19 +255,19 @@ def _upright(data, min_cos=UPRIGHT_COS):
 
 
 def _head_high(data):
-    return _at_least(_height(_geom(data, _ID.head)), STANDING_HEAD, HEIGHT_SCALE)
+    return _at_least(_height(_geom(data, _ids().head)), STANDING_HEAD, HEIGHT_SCALE)
 
 
 def _foot_down(data, foot):
-    return _at_most(_height(_geom(data, foot)), FOOT_DOWN, FOOT_SCALE)
+    return _at_most(_height(_geom(data, foot)), _anatomy().foot_radius + FOOT_DOWN, FOOT_SCALE)
 
 
 def _foot_lifted(data, foot):
-    return _at_least(_height(_geom(data, foot)), FOOT_LIFTED, FOOT_SCALE)
+    return _at_least(_height(_geom(data, foot)), _anatomy().foot_radius + FOOT_LIFTED, FOOT_SCALE)
 
 
 def _feet_down(data):
-    return _foot_down(data, _ID.right_foot) & _foot_down(data, _ID.left_foot)
+    return _foot_down(data, _ids().right_foot) & _foot_down(data, _ids().left_foot)
 
 
 def _standing_tall(data):
@@ -259,14 +277,14 @@ def _standing_tall(data):
 
 def _arms_down(data):
     """Each hand hangs at or below its hip joint."""
-    return (_at_most(_height(_geom(data, _ID.right_hand)), _height(_body(data, _ID.right_hip)), HAND_SCALE)
-            & _at_most(_height(_geom(data, _ID.left_hand)), _height(_body(data, _ID.left_hip)), HAND_SCALE))
+    return (_at_most(_height(_geom(data, _ids().right_hand)), _height(_body(data, _ids().right_hip)), HAND_SCALE)
+            & _at_most(_height(_geom(data, _ids().left_hand)), _height(_body(data, _ids().left_hip)), HAND_SCALE))
 
 
 def _hands_above_head(data):
-    top = _height(_geom(data, _ID.head)) + HEAD_RADIUS
-    return (_at_least(_height(_geom(data, _ID.right_hand)), top, HAND_SCALE)
-            & _at_least(_height(_geom(data, _ID.left_hand)), top, HAND_SCALE))
+    top = _height(_geom(data, _ids().head)) + _anatomy().head_radius
+    return (_at_least(_height(_geom(data, _ids().right_hand)), top, HAND_SCALE)
+            & _at_least(_height(_geom(data, _ids().left_hand)), top, HAND_SCALE))
 
 
 def _hand_on_hip(data, hand, hip, side):
@@ -274,7 +292,7 @@ def _hand_on_hip(data, hand, hip, side):
     ``side`` (+1 left, -1 right): 0.10-0.30 m from the midline and within 0.15 m of the torso axis forward."""
     p = _geom(data, hand)
     at_waist = (_at_least(_height(p), _height(_body(data, hip)), HAND_SCALE)
-                & _at_most(_height(p), _height(_body(data, _ID.lwaist)), HAND_SCALE))
+                & _at_most(_height(p), _height(_body(data, _ids().lwaist)), HAND_SCALE))
     out = side * _lateral(data, p)
     beside = (_at_least(out, HAND_AT_SIDE[0], HAND_SCALE) & _at_most(out, HAND_AT_SIDE[1], HAND_SCALE)
               & _at_most(jnp.abs(_forward(data, p)), HAND_NEAR_SIDE, HAND_SCALE))
@@ -282,15 +300,15 @@ def _hand_on_hip(data, hand, hip, side):
 
 
 def _both_hands_on_hips(data):
-    return (_hand_on_hip(data, _ID.right_hand, _ID.right_hip, -1)
-            & _hand_on_hip(data, _ID.left_hand, _ID.left_hip, +1))
+    return (_hand_on_hip(data, _ids().right_hand, _ids().right_hip, -1)
+            & _hand_on_hip(data, _ids().left_hand, _ids().left_hip, +1))
 
 
 def _hand_across_chest(data, hand, shoulder, side):
     """The hand is at chest height (between the lower waist and its shoulder), in front of the torso and
     past the midline on the side opposite its own ``side`` (+1 left, -1 right)."""
     p = _geom(data, hand)
-    at_chest = (_at_least(_height(p), _height(_body(data, _ID.lwaist)), HAND_SCALE)
+    at_chest = (_at_least(_height(p), _height(_body(data, _ids().lwaist)), HAND_SCALE)
                 & _at_most(_height(p), _height(_body(data, shoulder)), HAND_SCALE))
     in_front = _at_least(_forward(data, p), HAND_OFF_BODY, HAND_SCALE)
     across = _at_least(-side * _lateral(data, p), HAND_ACROSS, HAND_SCALE)
@@ -298,44 +316,44 @@ def _hand_across_chest(data, hand, shoulder, side):
 
 
 def _arms_folded(data):
-    return (_hand_across_chest(data, _ID.right_hand, _ID.right_shoulder, -1)
-            & _hand_across_chest(data, _ID.left_hand, _ID.left_shoulder, +1))
+    return (_hand_across_chest(data, _ids().right_hand, _ids().right_shoulder, -1)
+            & _hand_across_chest(data, _ids().left_hand, _ids().left_shoulder, +1))
 
 
 def _knees_down(data):
-    return (_at_most(_height(_body(data, _ID.right_knee)), KNEE_DOWN, HEIGHT_SCALE)
-            & _at_most(_height(_body(data, _ID.left_knee)), KNEE_DOWN, HEIGHT_SCALE))
+    return (_at_most(_height(_body(data, _ids().right_knee)), KNEE_DOWN, HEIGHT_SCALE)
+            & _at_most(_height(_body(data, _ids().left_knee)), KNEE_DOWN, HEIGHT_SCALE))
 
 
 def _hips_above_knees(data):
-    knees = jnp.maximum(_height(_body(data, _ID.right_knee)), _height(_body(data, _ID.left_knee)))
-    return _at_least(_height(_body(data, _ID.pelvis)) - knees, KNEEL_HIPS_ABOVE_KNEES, HEIGHT_SCALE)
+    knees = jnp.maximum(_height(_body(data, _ids().right_knee)), _height(_body(data, _ids().left_knee)))
+    return _at_least(_height(_body(data, _ids().pelvis)) - knees, KNEEL_HIPS_ABOVE_KNEES, HEIGHT_SCALE)
 
 
 def _pelvis_low(data):
-    return _at_most(_height(_body(data, _ID.pelvis)), SEATED_PELVIS, HEIGHT_SCALE)
+    return _at_most(_height(_body(data, _ids().pelvis)), SEATED_PELVIS, HEIGHT_SCALE)
 
 
 def _legs_crossed(data):
     """Each foot is on the other side of the torso's midline (or on it)."""
-    return (_at_least(_lateral(data, _geom(data, _ID.right_foot)), 0.0, LEG_SPREAD_SCALE)
-            & _at_most(_lateral(data, _geom(data, _ID.left_foot)), 0.0, LEG_SPREAD_SCALE))
+    return (_at_least(_lateral(data, _geom(data, _ids().right_foot)), 0.0, LEG_SPREAD_SCALE)
+            & _at_most(_lateral(data, _geom(data, _ids().left_foot)), 0.0, LEG_SPREAD_SCALE))
 
 
 def _knees_apart(data):
-    apart = _lateral(data, _body(data, _ID.left_knee)) - _lateral(data, _body(data, _ID.right_knee))
+    apart = _lateral(data, _body(data, _ids().left_knee)) - _lateral(data, _body(data, _ids().right_knee))
     return _at_least(apart, LOTUS_KNEES_APART, LEG_SPREAD_SCALE)
 
 
 def _feet_wide_apart(data):
-    apart = _lateral(data, _geom(data, _ID.left_foot)) - _lateral(data, _geom(data, _ID.right_foot))
-    return _at_least(apart, SPLITS_FEET_APART, SPLITS_SCALE)
+    apart = _lateral(data, _geom(data, _ids().left_foot)) - _lateral(data, _geom(data, _ids().right_foot))
+    return _at_least(apart, SPLITS_FEET_APART * _anatomy().leg_length, SPLITS_SCALE)
 
 
 def _on_one_foot(data):
     """One foot is on the floor and the other is lifted clear of it."""
-    return ((_foot_down(data, _ID.right_foot) & _foot_lifted(data, _ID.left_foot))
-            | (_foot_down(data, _ID.left_foot) & _foot_lifted(data, _ID.right_foot)))
+    return ((_foot_down(data, _ids().right_foot) & _foot_lifted(data, _ids().left_foot))
+            | (_foot_down(data, _ids().left_foot) & _foot_lifted(data, _ids().right_foot)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -405,7 +423,11 @@ def _splits(data):
 # Canonical poses, set by hand (degrees; the left side mirrors the right unless given). Each root height puts
 # the lowest point of the body on the floor (checked in tests/test_tasks.py).
 
-_JOINTS = tuple(mujoco.mj_id2name(_MODEL, mujoco.mjtObj.mjOBJ_JOINT, j) for j in range(1, _MODEL.njnt))
+_JOINTS = ("abdomen_z", "abdomen_y", "abdomen_x", "right_hip_x", "right_hip_z", "right_hip_y", "right_knee", "left_hip_x",
+           "left_hip_z", "left_hip_y", "left_knee", "right_shoulder1", "right_shoulder2", "right_elbow",
+           "left_shoulder1", "left_shoulder2", "left_elbow")
+"""The body's hinges in qpos order after the free joint (written out so that the task list needs no compiled
+model; `pose_data` checks them against the model it is given)."""
 _MIRRORED = ("hip_x", "hip_z", "hip_y", "knee", "shoulder1", "shoulder2", "elbow")
 
 
@@ -507,7 +529,10 @@ def pose_data(task_or_name: Task | str, model: mujoco.MjModel | None = None) -> 
     ``model`` defaults to the humanoid in its default look; any look of the humanoid has the same joints.
     """
     task = get_task(task_or_name) if isinstance(task_or_name, str) else task_or_name
-    model = _MODEL if model is None else model
+    model = _anatomy().model if model is None else model
+    joints = tuple(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in range(1, model.njnt))
+    if joints != _JOINTS:
+        raise ValueError(f"the model's hinges {joints} are not the humanoid's {_JOINTS}")
     data = mujoco.MjData(model)
     data.qpos[:] = task.pose
     mujoco.mj_forward(model, data)

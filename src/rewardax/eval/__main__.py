@@ -1,11 +1,11 @@
 """Compare reward models against the ground truth before spending accelerator hours on them.
 
     python -m rewardax.eval --reward clip:random --alpha 0 0.5 1 --dataset data/cartpole
-    python -m rewardax.eval --reward clip:openai/clip-vit-base-patch32 yes_token:random \\
+    python -m rewardax.eval --reward clip:openai/clip-vit-base-patch32 yes-token:random \\
         --landscape cartpole mountaincar --alpha 0 0.25 0.5 0.75 1
 
-``--reward`` takes ``clip:<checkpoint>`` (each with every ``--alpha``) and ``yes_token:<checkpoint>`` (pointwise
-P("yes")); a checkpoint is a hub id, a local directory, or ``random`` (a tiny random model, offline). With
+``--reward`` takes ``clip:<checkpoint>`` (each with every ``--alpha``) and ``yes-token:<checkpoint>`` (pointwise
+P("yes")), the names training uses (``reward:clip``, ``reward:yes-token``); a checkpoint is a hub id, a local directory, or ``random`` (a tiny random model, offline). With
 ``--dataset`` (made by ``python -m rewardax.eval.dataset``) every model scores every frame: EPIC distance to the
 dense ground truth, Pearson correlation, ROC-AUC as a detector of oracle success, and the success rate among
 the 10% of frames each model scores highest; a table is printed and ``eval.json`` and ``eval.png`` written
@@ -16,6 +16,7 @@ to ``--out``. With ``--landscape`` the models score frames along each env's stat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 
@@ -26,39 +27,32 @@ from rewardax.eval import dataset as datasets
 from rewardax.eval.landscape import landscape, plot_landscapes, score_frames
 from rewardax.eval.metrics import epic_distance, pearson, roc_auc, success_rate_at_threshold
 
-KINDS = ("clip", "yes_token")
+def parse_rewards(specs: list[str]) -> list:
+    """Every ``--reward`` spec as its config (`rewardax.rewards.reward_from_spec`, the names training uses),
+    in float32; only rewards that score frames."""
+    from rewardax.rewards import reward_from_spec
+
+    configs = []
+    for spec in specs:
+        config = reward_from_spec(spec)
+        if not hasattr(config, "checkpoint"):
+            raise ValueError(f"--reward {spec!r}: {config.cli_name()} reads the physics state, not frames: it is the "
+                             f"ground truth this command compares reward models with")
+        configs.append(dataclasses.replace(config, bfloat16=False))
+    return configs
 
 
-def parse_reward(spec: str) -> tuple[str, str]:
-    kind, _, checkpoint = spec.partition(":")
-    if kind not in KINDS or not checkpoint:
-        raise SystemExit(f"error: --reward {spec!r}: expected clip:<checkpoint> or yes_token:<checkpoint> "
-                         f"(<checkpoint>: a hub id, a local directory or random)")
-    return kind, checkpoint
-
-
-def load_models(specs) -> list[tuple[str, str, tuple]]:
-    """``(kind, checkpoint, (model, tokenizer or processor))`` of every ``--reward``, each loaded once (float32)."""
-    from rewardax.models import load_clip, load_vlm, write_random_clip, write_random_vlm
-    from rewardax.train.config import load_model
-
-    loaders = {"clip": (load_clip, write_random_clip), "yes_token": (load_vlm, write_random_vlm)}
-    return [(kind, checkpoint, load_model(checkpoint, False, *loaders[kind]))
-            for kind, checkpoint in map(parse_reward, specs)]
-
-
-def build_rewards(models, alphas, env) -> dict:
-    """{name: Reward} for the env's task: one CLIP reward per (checkpoint, α), one yes-token reward per checkpoint."""
-    from rewardax.rewards import ClipReward, YesTokenReward
-
+def build_rewards(configs, loaded, alphas, env) -> dict:
+    """{name: Reward} for the env's task: one CLIP reward per (checkpoint, α), one yes-token reward per checkpoint;
+    ``loaded``: each config's model (`RewardConfig.load`), loaded once for every env and α."""
     rewards = {}
-    for kind, checkpoint, (model, text) in models:
-        if kind == "clip":
+    for config, model in zip(configs, loaded):
+        name = f"{config.cli_name()}:{config.checkpoint}"
+        if config.kind == "clip":
             for alpha in alphas:
-                rewards[f"clip:{checkpoint} α={alpha:g}"] = ClipReward.create(model, text, env.task.goal,
-                                                                              env.task.baseline, alpha)
+                rewards[f"{name} α={alpha:g}"] = dataclasses.replace(config, alpha=alpha).build(env, model)
         else:
-            rewards[f"yes_token:{checkpoint}"] = YesTokenReward.create(model, text, env.task.goal[0])
+            rewards[name] = config.build(env, model)
     return rewards
 
 
@@ -96,7 +90,7 @@ def plot_rows(rows: list[dict], base_rate: float, path, title: str) -> None:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m rewardax.eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reward", nargs="+", required=True, help="clip:<checkpoint> and/or yes_token:<checkpoint>")
+    parser.add_argument("--reward", nargs="+", required=True, help="clip:<checkpoint> and/or yes-token:<checkpoint>")
     parser.add_argument("--alpha", nargs="+", type=float, default=[0.0], help="CLIP goal-baseline α values")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--dataset", help="a labelled dataset directory (python -m rewardax.eval.dataset)")
@@ -106,15 +100,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--frame-size", type=int, default=224, help="landscape: side of the rendered frames")
     parser.add_argument("--batch", type=int, default=32, help="frames per scoring call")
     args = parser.parse_args(argv)
-    for spec in args.reward:
-        parse_reward(spec)  # a malformed spec stops before anything is loaded
+    configs = parse_rewards(args.reward)  # a malformed spec stops before anything is loaded
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.dataset:
         data = datasets.load(args.dataset)
         manifest = data["manifest"]
         env = envs.make(manifest["env"], look=manifest["look"])
-        rows = evaluate_dataset(build_rewards(load_models(args.reward), args.alpha, env), data, args.batch)
+        loaded = [config.load() for config in configs]
+        rows = evaluate_dataset(build_rewards(configs, loaded, args.alpha, env), data, args.batch)
         width = max(len(r["reward"]) for r in rows)
         print(f"{'reward':<{width}}  EPIC↓   Pearson  AUC    top-10% success  ({manifest['env']}, "
               f"{manifest['count']} frames, base rate {manifest['success_rate']:.2f})")
@@ -126,10 +120,11 @@ def main(argv=None) -> dict:
         (out / "eval.json").write_text(json.dumps(result, indent=1))
         plot_rows(rows, manifest["success_rate"], out / "eval.png", f"{manifest['env']}: {args.dataset}")
         return result
-    models, results = load_models(args.reward), {}
+    loaded, results = [config.load() for config in configs], {}
     for name in args.landscape:
         env = envs.make(name)
-        results[name] = landscape(env, build_rewards(models, args.alpha, env), args.frames, args.frame_size, args.batch)
+        results[name] = landscape(env, build_rewards(configs, loaded, args.alpha, env), args.frames, args.frame_size,
+                                  args.batch)
     (out / "landscape.json").write_text(json.dumps(results, indent=1))
     plot_landscapes(results, out / "landscape.png", "reward along each env's state path")
     print(json.dumps({"landscape": str(out / "landscape.png"), "envs": list(results)}))

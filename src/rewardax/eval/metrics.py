@@ -20,18 +20,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from rewardax.stats import pearson, roc_auc
 
-def _weights(x, weights):
-    return jnp.ones(jnp.shape(x), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32).ravel()
-
-
-def pearson(x, y, weights=None) -> jax.Array:
-    """Weighted Pearson correlation of ``x`` and ``y`` (flattened); NaN when either is constant."""
-    x, y = jnp.asarray(x, jnp.float32).ravel(), jnp.asarray(y, jnp.float32).ravel()
-    w = _weights(x, weights)
-    n = w.sum()
-    dx, dy = x - (w * x).sum() / n, y - (w * y).sum() / n  # centred first: rewards can differ by 1e-2 around 0.3
-    return (w * dx * dy).sum() / jnp.sqrt((w * dx * dx).sum() * (w * dy * dy).sum())
+__all__ = ["canonicalise", "epic_distance", "epic_distance_transitions", "pearson", "roc_auc",
+           "success_rate_at_threshold"]
 
 
 def epic_distance(rewards, ground_truth, weights=None) -> jax.Array:
@@ -67,19 +59,6 @@ def epic_distance_transitions(reward_a: Callable, reward_b: Callable, states, ac
     transitions (``states``, ``actions``, ``next_states``), canonicalised over the coverage samples."""
     args = (states, actions, next_states, coverage_states, coverage_actions, gamma)
     return epic_distance(canonicalise(reward_a, *args), canonicalise(reward_b, *args))
-
-
-def roc_auc(scores, labels, weights=None) -> jax.Array:
-    """ROC-AUC of ``scores`` as a detector of the boolean ``labels`` (ties count half); NaN without both classes.
-    Frames with weight 0 are left out."""
-    x = jnp.asarray(scores, jnp.float32).ravel()
-    keep = _weights(x, weights) > 0
-    positive, negative = keep & jnp.asarray(labels, bool).ravel(), keep & ~jnp.asarray(labels, bool).ravel()
-    negatives = jnp.sort(jnp.where(negative, x, jnp.inf))
-    below = jnp.searchsorted(negatives, x, side="left")
-    at_or_below = jnp.searchsorted(negatives, x, side="right")
-    wins = jnp.where(positive, below + 0.5 * (at_or_below - below), 0.0).sum()
-    return wins / (positive.sum() * negative.sum())
 
 
 def success_rate_at_threshold(scores, labels, threshold: float) -> jax.Array:

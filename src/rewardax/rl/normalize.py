@@ -1,62 +1,17 @@
-"""Running statistics for observation and reward normalisation, as pure pytrees.
+"""Reward scaling by the running std of discounted returns, as a pure pytree (observations are normalised by
+`rewardax.stats.RunningMeanStd`, re-exported here).
 
-Both statistics can be shared by data-parallel replicas: pass the device axis name and the batch moments
-are summed over devices (`rewardax.rl.reduce.device_sum`), so every device ends with identical statistics.
+The statistics can be shared by data-parallel replicas: pass the device axis name and the batch moments are
+summed over devices (`rewardax.stats.device_sum`), so every device ends with identical statistics.
 """
 
 from __future__ import annotations
-
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rewardax.rl.reduce import device_sum
-
-EPSILON = 1e-8
-"""Added to variances before a square root, so a constant signal does not divide by zero."""
-
-
-@struct.dataclass
-class RunningMeanStd:
-    """Mean and variance of every sample seen so far, per feature."""
-
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array
-    """Number of samples seen (float32: exact up to 2**24; beyond, only the weighting of new batches blurs)."""
-
-    @classmethod
-    def create(cls, shape: tuple[int, ...] = ()) -> RunningMeanStd:
-        """No samples yet (the first `update` replaces mean and var by the batch moments)."""
-        return cls(jnp.zeros(shape), jnp.ones(shape), jnp.zeros(()))
-
-    def update(self, batch: jax.Array, axis_name: str | None = None, mask: jax.Array | None = None) -> RunningMeanStd:
-        """Fold in ``batch`` (leading axes are samples) by Chan et al.'s parallel combination.
-
-        With ``axis_name`` the batch is the union of every device's ``batch``; ``mask`` (1/0 per sample) leaves
-        samples out. A batch with no samples leaves the statistics unchanged.
-        """
-        sample_axes = tuple(range(batch.ndim - self.mean.ndim))
-        sample_shape = batch.shape[:len(sample_axes)]
-        weight = jnp.ones(sample_shape) if mask is None else mask.astype(jnp.float32)
-        weight = weight.reshape(sample_shape + (1,) * self.mean.ndim)
-        batch_count = device_sum(weight.sum(), axis_name)
-        safe_count = jnp.maximum(batch_count, 1.0)
-        batch_mean = device_sum((batch * weight).sum(sample_axes), axis_name) / safe_count
-        batch_var = device_sum((weight * (batch - batch_mean) ** 2).sum(sample_axes), axis_name) / safe_count
-
-        count = self.count + batch_count
-        safe_total = jnp.maximum(count, 1.0)
-        delta = batch_mean - self.mean
-        mean = self.mean + delta * batch_count / safe_total
-        sum_sq = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / safe_total
-        var = jnp.where(count > 0, sum_sq / safe_total, self.var)
-        return RunningMeanStd(mean, var, count)
-
-    def normalize(self, x: jax.Array, clip: float = 10.0) -> jax.Array:
-        """``x`` standardised by the running moments and clipped to ``[-clip, clip]``."""
-        return jnp.clip((x - self.mean) / jnp.sqrt(self.var + EPSILON), -clip, clip)
+from rewardax.stats import EPSILON, RunningMeanStd
 
 
 @struct.dataclass

@@ -20,7 +20,7 @@ from flax import struct
 
 from rewardax.rl.gae import gae
 from rewardax.rl.networks import ActorCritic, Params, gaussian_entropy, gaussian_log_prob
-from rewardax.rl.reduce import device_mean, device_sum
+from rewardax.stats import device_mean, device_sum
 from rewardax.rl.rollout import Transition
 
 
@@ -63,6 +63,9 @@ class PPOConfig:
     """Initial log standard deviation of every action dimension."""
     truncation_as_terminal: bool = False
     """Treat the time limit as termination (no bootstrap), as the original VLM-RM code did. Off is correct."""
+    scale_reward: bool = True
+    """Divide rewards by the running std of discounted returns (`rewardax.rl.normalize`): CLIP rewards live in
+    a narrow band, which would otherwise give tiny advantages."""
 
     def __post_init__(self):
         problems = self.problems()

@@ -6,7 +6,7 @@
 
 ``train_step`` is `jax.jit` of `jax.shard_map` over a one-axis mesh of every device (of every host after
 `jax.distributed.initialize()`): the envs are split along the mesh axis, the agent and the reward model are
-replicated, and gradients and statistics are summed over devices in device order (`rewardax.rl.reduce`).
+replicated, and gradients and statistics are summed over devices in device order (`rewardax.stats.device_sum`).
 Frames never leave the device.
 Randomness is per env (keyed by global env index) and minibatches are shuffled time steps, so a run takes
 the same steps on one device as on many.
@@ -30,12 +30,12 @@ from flax import struct
 from jax.sharding import Mesh, PartitionSpec as P
 
 from rewardax.envs.base import TaskEnv, check_env
-from rewardax.eval.metrics import roc_auc
+from rewardax.stats import roc_auc
 from rewardax.rewards.base import Reward, check_reward
 from rewardax.rl.networks import ActorCritic, Params, init_actor_critic
 from rewardax.rl.normalize import RewardScaler, RunningMeanStd, scale_rewards
 from rewardax.rl.ppo import PPOConfig, make_batch, make_optimizer, update
-from rewardax.rl.reduce import device_sum
+from rewardax.stats import device_sum
 from rewardax.rl.rollout import RolloutCarry, finite_envs, init_carry, rollout
 
 AXIS = "envs"
@@ -73,15 +73,15 @@ class EnvBatch:
     """[B] discounted reward sums of the current episodes, for reward scaling."""
 
 
-def mesh(devices=None) -> Mesh:
+def make_mesh(devices=None) -> Mesh:
     """A one-axis mesh over ``devices`` (default: every device of every process)."""
     devices = jax.devices() if devices is None else devices
     return Mesh(np.asarray(devices), (AXIS,))
 
 
-def check_num_envs(num_envs: int, mesh_: Mesh) -> int:
+def check_num_envs(num_envs: int, mesh: Mesh) -> int:
     """Envs per device; one clear error if ``num_envs`` does not split evenly."""
-    devices = mesh_.devices.size
+    devices = mesh.devices.size
     if num_envs < 1 or num_envs % devices:
         raise ValueError(f"num_envs={num_envs} must be a positive multiple of the {devices} devices; use e.g. "
                          f"num_envs={max(1, num_envs // devices) * devices} or {(num_envs // devices + 1) * devices}")
@@ -94,13 +94,13 @@ def agent_for(env: TaskEnv, config: PPOConfig, key: jax.Array) -> tuple[ActorCri
 
 
 def init(env: TaskEnv, key: jax.Array, config: PPOConfig, num_envs: int, total_updates: int,
-         mesh_: Mesh | None = None, reward: Reward | None = None) -> tuple[TrainState, EnvBatch]:
+         mesh: Mesh | None = None, reward: Reward | None = None) -> tuple[TrainState, EnvBatch]:
     """Fresh agent and optimiser, ``num_envs`` reset envs spread over the mesh, and the trainable parameters of
     ``reward`` (if it has any) with their optimiser state."""
-    mesh_ = mesh() if mesh_ is None else mesh_
+    mesh = make_mesh() if mesh is None else mesh
     check_env(env)
     reward_params = None if reward is None else check_reward(reward).split()[1]
-    per_device = check_num_envs(num_envs, mesh_)
+    per_device = check_num_envs(num_envs, mesh)
     agent_key, env_key, update_key = jax.random.split(key, 3)
     _, params = agent_for(env, config, agent_key)
     opt_state = make_optimizer(config, total_updates).init(params)
@@ -110,13 +110,13 @@ def init(env: TaskEnv, key: jax.Array, config: PPOConfig, num_envs: int, total_u
         envs = EnvBatch(carry.env_state, carry.steps, carry.keys, jnp.zeros(per_device))
         return envs, carry.obs_stats
 
-    envs, obs_stats = jax.jit(jax.shard_map(init_envs, mesh=mesh_, in_specs=P(), out_specs=(P(AXIS), P()),
+    envs, obs_stats = jax.jit(jax.shard_map(init_envs, mesh=mesh, in_specs=P(), out_specs=(P(AXIS), P()),
                                             check_vma=False))(env_key)
     state = TrainState(params=params, opt_state=opt_state, obs_stats=obs_stats, return_stats=RunningMeanStd.create(),
                        key=update_key, iteration=jnp.zeros((), jnp.int32), reward_params=reward_params,
                        reward_opt_state=None if reward_params is None else reward.optimizer.init(reward_params),
                        reward_reference=None if reward is None else reward.initial_reference())
-    return jax.device_put(state, jax.sharding.NamedSharding(mesh_, P())), envs
+    return jax.device_put(state, jax.sharding.NamedSharding(mesh, P())), envs
 
 
 @struct.dataclass
@@ -200,7 +200,7 @@ def current_reward(frozen: Reward, state: TrainState) -> Reward:
     return reward if state.reward_reference is None else reward.with_reference(state.reward_reference)
 
 
-def best_frame(value: jax.Array, frame: jax.Array, axis_name: str) -> tuple[jax.Array, jax.Array]:
+def best_over_devices(value: jax.Array, frame: jax.Array, axis_name: str) -> tuple[jax.Array, jax.Array]:
     """Every device's best (value, frame) -> the best over all devices (the lowest device index on a tie)."""
     best = jax.lax.pmax(value, axis_name)
     owner = jax.lax.pmin(jnp.where(value == best, jax.lax.axis_index(axis_name), jnp.iinfo(jnp.int32).max),
@@ -215,6 +215,11 @@ def resize_image(image: jax.Array, shape) -> jax.Array:
         return image
     resized = jax.image.resize(image.astype(jnp.float32), shape, "bilinear", antialias=True)
     return jnp.clip(jnp.round(resized), 0, 255).astype(jnp.uint8)
+
+
+MAY_BE_UNDEFINED = frozenset({"reward_model/pearson_dense", "reward_model/auc_success"})
+"""The step's metrics that are NaN where they are undefined (`reward_agreement`: a constant reward, no success
+yet), not because anything diverged; every other metric is finite in a healthy run."""
 
 
 def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, valid: jax.Array,
@@ -245,14 +250,14 @@ def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, va
 
 
 def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_updates: int, frame_size: int = 224,
-                    scale_reward: bool = True, mesh_: Mesh | None = None, reward_every: int = 1):
+                    mesh: Mesh | None = None, reward_every: int = 1):
     """``train_step(state, envs, frozen) -> (state, envs, metrics)``: ``frozen`` is the reward model's frozen
     part (``reward.split()[0]``; its trainable parameters are ``state.reward_params``, and stay unchanged here:
     nothing trains them yet). ``state`` and ``envs`` are donated. The model scores every ``reward_every``-th
     step of a rollout (`scorer`). A model with an adaptive reference (``state.reward_reference``) takes the
     rollout's best frame as its new reference when that frame beats the old one (`Reward.beats_reference`)."""
-    mesh_ = mesh() if mesh_ is None else mesh_
-    check_num_envs(num_envs, mesh_)
+    mesh = make_mesh() if mesh is None else mesh
+    check_num_envs(num_envs, mesh)
     check_env(env)
     check_reward_every(reward_every)
     agent, _ = agent_for(env, config, jax.random.key(0))  # the graph definitions (tiny MLPs)
@@ -267,11 +272,11 @@ def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_update
             config.num_steps, env.episode_length, axis_name=AXIS)
         reference = state.reward_reference
         if reference is not None:
-            value, frame = best_frame(carry.reward_memory.best_value, carry.reward_memory.best_frame, AXIS)
+            value, frame = best_over_devices(carry.reward_memory.best_value, carry.reward_memory.best_frame, AXIS)
             replaced = reward.beats_reference(value)
             reference = jnp.where(replaced, resize_image(frame, reference.shape), reference)
         scaler = RewardScaler(envs.returns, state.return_stats)
-        if scale_reward:
+        if config.scale_reward:
             scaler, rewards = scale_rewards(scaler, transitions.reward, transitions.episode_end, config.gamma, AXIS,
                                             transitions.valid)
         else:
@@ -288,8 +293,10 @@ def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_update
         if {"oracle/dense", "oracle/success"} <= transitions.metrics.keys():
             metrics.update(reward_agreement(transitions.reward, transitions.metrics["oracle/dense"],
                                             transitions.metrics["oracle/success"], valid, AXIS))
-        # param_norm is NaN/inf as soon as any parameter is: the trainer's divergence check reads it.
+        # The norms are NaN/inf as soon as any parameter is: the trainer's divergence check reads them.
         metrics = {**metrics, **losses, "param_norm": optax.tree.norm(params)}
+        if state.reward_params is not None:
+            metrics["reward_model/param_norm"] = optax.tree.norm(state.reward_params)
         if reference is not None:
             metrics.update({"reward_model/reference_replaced": replaced.astype(jnp.float32),
                             "reward_model/best_reward": value})
@@ -301,6 +308,6 @@ def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_update
 
     # check_vma=False: MJX's solver has `lax.cond`s whose branches JAX's replication typing cannot match
     # under shard_map; replication is kept by construction (pmean/psum of everything shared).
-    sharded = jax.shard_map(step_on_one_device, mesh=mesh_, in_specs=(P(), P(AXIS), P()),
+    sharded = jax.shard_map(step_on_one_device, mesh=mesh, in_specs=(P(), P(AXIS), P()),
                             out_specs=(P(), P(AXIS), P()), check_vma=False)
     return jax.jit(sharded, donate_argnums=(0, 1))

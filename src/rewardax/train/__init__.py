@@ -3,12 +3,14 @@
 The composition root that the experiments call (`rewardax.rl` holds the pure JAX pieces it assembles):
 
     from rewardax.train import presets, train
-    summary = train(presets()["smoke"])
+    summary = train(presets("kneeling")["smoke"])
+    env, act = load_agent(summary["run_dir"])     # the trained policy, to roll out elsewhere
 """
 
+from rewardax.train.agent import load_agent
 from rewardax.train.checkpoints import CheckpointCorrupt, CheckpointMismatch
-from rewardax.train.config import HUMANOID_PPO, TrainConfig, default_preset, presets
-from rewardax.train.trainer import ProcessLost, TrainingDiverged, TrainingStalled, load_agent, train
+from rewardax.train.config import CLASSIC_PPO, HUMANOID_PPO, TrainConfig, default_preset, ppo_for, presets
+from rewardax.train.trainer import ProcessLost, TrainingDiverged, TrainingStalled, train
 
-__all__ = ["CheckpointCorrupt", "CheckpointMismatch", "HUMANOID_PPO", "ProcessLost", "TrainConfig", "TrainingDiverged",
-           "TrainingStalled", "default_preset", "load_agent", "presets", "train"]
+__all__ = ["CLASSIC_PPO", "CheckpointCorrupt", "CheckpointMismatch", "HUMANOID_PPO", "ProcessLost", "TrainConfig",
+           "TrainingDiverged", "TrainingStalled", "default_preset", "load_agent", "ppo_for", "presets", "train"]

@@ -1,8 +1,8 @@
 """Checkpoints that keep the train state by name and know when they are damaged.
 
     store = Checkpoints(run_dir / "checkpoints", keep=3)
-    store.save(iteration, state)                 # asynchronous; every process calls it (orbax coordinates)
-    iteration, state = store.restore_latest(fresh_state)
+    store.save(iteration, {"state": state, "envs": envs})   # asynchronous; every process calls it
+    iteration, saved = store.restore_latest({"state": fresh_state, "envs": fresh_envs})
 
 - **By name.** Every leaf is stored under its pytree path (``state/params/actor/...``, ``envs/state/...``),
   so adding, removing or reordering a field can never shift values into the wrong place. The rule on
@@ -10,6 +10,9 @@
   `CheckpointMismatch` names every field that is missing, added or reshaped (a checkpoint written by another
   version of the code or another config; resume with that version, or start a new run directory).
   Zero-size leaves are not stored (orbax cannot store them; MJX data has some) and come from the fresh state.
+- **Old names.** Checkpoints written before 2026-12-03 saved the trainer's pair ``(state, envs)`` by tuple
+  position, as ``0/...`` and ``1/...``; they are read under `OLD_NAMES`' rule (``0/x`` is ``state/x``, ``1/x``
+  is ``envs/x``) wherever the current name is absent, so runs from then resume unchanged.
 - **Verified.** Each checkpoint also holds a fingerprint of every leaf (a position-weighted wrap-around sum
   of its bits, computed on the devices, so sharded and multi-process arrays need no gathering). A
   checkpoint that cannot be read, or whose restored values do not match their fingerprints (a truncated or
@@ -33,6 +36,23 @@ from jax.experimental import multihost_utils
 from rewardax import distributed
 from rewardax.trees import flatten, nest
 
+
+
+OLD_NAMES = {"state/": "0/", "envs/": "1/"}
+"""Where a leaf of the trainer's checkpoint was stored before it was saved by name: current prefix -> old prefix."""
+
+
+def _old_name(name: str) -> str | None:
+    return next((old + name[len(new):] for new, old in OLD_NAMES.items() if name.startswith(new)), None)
+
+
+def _current_names(names) -> dict[str, str]:
+    """{current name: stored name} of a checkpoint's stored leaf names (old ones renamed by `OLD_NAMES`)."""
+    renamed = {old: new for new, old in OLD_NAMES.items()}
+    old_layout = all(any(n.startswith(o) for o in renamed) for n in names)
+    if not old_layout:
+        return {n: n for n in names}
+    return {next(new + n[len(o):] for o, new in renamed.items() if n.startswith(o)): n for n in names}
 
 
 class CheckpointMismatch(ValueError):
@@ -129,27 +149,31 @@ class Checkpoints:
 
     def restore(self, step: int, template):
         """``template`` (a fresh state: structure, shapes, dtypes, shardings) filled from checkpoint ``step``."""
-        self._check_fields(step, template)
+        where = self._check_fields(step, template)  # {name in the template: name in the checkpoint}
         stored = _stored(template)
         restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(nest(stored)), fingerprints=ocp.args.JsonRestore()))
-        state = unflatten_like(template, flatten(restored["state"]))
+            state=ocp.args.StandardRestore(nest({where[n]: leaf for n, leaf in stored.items()})),
+            fingerprints=ocp.args.JsonRestore()))
+        values = flatten(restored["state"])
+        state = unflatten_like(template, {n: values[where[n]] for n in stored})
         saved_prints = restored["fingerprints"]
         if saved_prints is not None:
-            bad = sorted(name for name, value in fingerprints(state).items() if saved_prints.get(name) != value)
+            bad = sorted(name for name, value in fingerprints(state).items()
+                         if saved_prints.get(where[name]) != value)
             if bad:
                 raise _Damaged(f"{len(bad)} field(s) do not match their fingerprints: {_names(bad)}")
         return state
 
     def read(self, step: int | None = None) -> dict[str, np.ndarray]:
         """Checkpoint ``step``'s (default: the latest) stored leaves by name, as host arrays, with no template
-        (for looking into a run; `restore` is what resumes it)."""
+        (for looking into a run; `restore` is what resumes it). Old names are read as today's (`OLD_NAMES`)."""
         step = self.latest() if step is None else step
         here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # wherever (and however) it was written
-        target = nest({name: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here)
-                       for name, m in self._saved_leaves(step).items()})
-        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-        return {name: np.asarray(value) for name, value in flatten(restored["state"]).items()}
+        saved = self._saved_leaves(step)
+        target = nest({name: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here) for name, m in saved.items()})
+        restored = flatten(self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target)))["state"])
+        return {name: np.asarray(restored[old]) for name, old in _current_names(saved).items()}
 
     def _saved_leaves(self, step: int) -> dict[str, Any]:
         """Checkpoint ``step``'s array metadata (shape, dtype) by name."""
@@ -167,6 +191,9 @@ class Checkpoints:
             raise _Damaged(f"its metadata cannot be read ({type(error).__name__}: {str(error)[:200]}…)") from error
         saved = {name: (tuple(m.shape), np.dtype(m.dtype)) for name, m in leaves.items()}
         wanted = {name: (tuple(np.shape(x)), np.dtype(x.dtype)) for name, x in _stored(template).items()}
+        where = {n: n if n in saved or _old_name(n) not in saved else _old_name(n) for n in wanted}
+        back = {old: name for name, old in where.items()}
+        saved = {back.get(name, name): shape_dtype for name, shape_dtype in saved.items()}
         missing = sorted(set(wanted) - set(saved))
         added = sorted(set(saved) - set(wanted))
         changed = sorted(n for n in set(saved) & set(wanted) if saved[n] != wanted[n])
@@ -180,6 +207,7 @@ class Checkpoints:
                 f"checkpoint {step} in {self.directory} does not fit this run's state ({'; '.join(parts)}). It was "
                 f"written by another version of rewardax or another config: resume with the version named in "
                 f"config.json (git_revision), or start a new --run-dir.")
+        return where
 
     def restore_latest(self, template) -> tuple[int, Any] | None:
         """(step, state) from the newest intact checkpoint, or None if there is none. Damaged ones are moved

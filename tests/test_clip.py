@@ -19,8 +19,9 @@ import pytest
 from flax import nnx
 
 from rewardax.models import clip_checkpoints as ckpt
-from rewardax.models.clip import CLIP, count_params
-from rewardax.models.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, preprocess_frames
+from rewardax.models.clip import CLIP
+from rewardax.models.layers import count_params
+from rewardax.models.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, preprocess_frames, resize_images
 from rewardax.models.tiny_bpe import bytes_to_unicode
 
 torch = pytest.importorskip("torch")
@@ -560,6 +561,29 @@ def test_preprocess_matches_clip_image_processor(h, w, size):
         print(f"{kind} {h}x{w}->{size}: PIL-exact max {lv.max():.2f} levels, frac>0.5 {(lv > 0.5).mean():.1e}; "
               f"float max {d.max():.4f} mean {d.mean():.4f}")
 
+
+@pytest.mark.parametrize("h,w", [(32, 24), (37, 53), (100, 90)], ids=["half", "down-up", "up"])
+def test_resize_images_bilinear_matches_pil(h, w):
+    """``resize_images(method="bilinear")`` (the resize a new adaptive reference image takes in the train step) vs
+    PIL's ``BILINEAR`` on uint8 frames: whole values, bit-exact where the weights are dyadic (halving), elsewhere
+    one level per pass at most (ties at .5, which PIL's 22-bit fixed-point weights break either way)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(h * w)
+    frames = np.concatenate([_smooth_frames(rng, 1, 64, 48), rng.integers(0, 256, (1, 64, 48, 3), dtype=np.uint8)])
+    ref = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames]).astype(int)
+    fn = jax.jit(resize_images, static_argnums=(1, 2), static_argnames=("method",))
+    got = np.asarray(fn(jnp.asarray(frames), h, w, method="bilinear"))
+    assert got.shape == (2, h, w, 3) and got.dtype == np.float32 and (got == np.round(got)).all()
+    d = np.abs(got.astype(int) - ref)
+    if (h, w) == (32, 24):
+        assert d.max() == 0
+    assert d.max() <= 2 and (d > 1).mean() <= 1e-3 and d.mean() <= 0.3, (d.max(), (d > 1).mean(), d.mean())
+    single = resize_images(jnp.asarray(frames[1]), h, w, method="bilinear")  # any leading axes, or none
+    np.testing.assert_array_equal(single, got[1])
+    np.testing.assert_array_equal(resize_images(jnp.asarray(frames), 64, 48, method="bilinear"), frames)
+    with pytest.raises(ValueError, match="unknown resize method 'nearest'"):
+        resize_images(jnp.asarray(frames), h, w, method="nearest")
 
 def test_preprocess_squash_vs_pil_and_jit():
     from PIL import Image

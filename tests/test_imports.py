@@ -28,7 +28,7 @@ PROGRAM = textwrap.dedent("""
     assert not xla_bridge._backends, "a JAX backend was started at import"
     assert not jax.distributed.is_initialized()
     import sys
-    assert "imageio" not in sys.modules and "PIL" not in sys.modules, "rewardax.eval imports video libraries"
+    assert "imageio" not in sys.modules, "importing rewardax loads the video writer"  # (PIL comes with brax's trimesh)
 
     env = rewardax.envs.make("kneeling")        # what making a humanoid does, instead
     assert compiled and cpu_cholesky._installed == cpu_cholesky.affected()

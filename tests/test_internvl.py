@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rewardax.models import internvl as iv
+from rewardax.models import internvl_checkpoints as ckpt
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -159,7 +160,7 @@ def last_logits(model, pixels, ids, mask, position_ids=None):
 
 def ours(model_hf, spec, **kw):
     sd = {k: v.detach().numpy() for k, v in model_hf.state_dict().items()}
-    return iv.build_internvl(spec, iv.internvl_from_hf(sd.__getitem__, spec), **kw)
+    return ckpt.build_internvl(spec, ckpt.internvl_from_hf(sd.__getitem__, spec), **kw)
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
@@ -172,8 +173,8 @@ def case(request):
 
 def test_keys_and_shapes_match_the_state_dict(case):
     sd = case["hf"].state_dict()
-    want = iv.internvl_expected_shapes(case["spec"])
-    assert set(sd) - set(want) <= iv.internvl_optional_keys(case["spec"])
+    want = ckpt.internvl_expected_shapes(case["spec"])
+    assert set(sd) - set(want) <= ckpt.internvl_optional_keys(case["spec"])
     assert set(want) <= set(sd)
     assert {k: tuple(sd[k].shape) for k in want} == want
     # the dict form of the config gives the same spec
@@ -231,18 +232,18 @@ def test_save_pretrained_names(tmp_path):
         model = hf_model(CONFIGS[name]["config"])
         model.save_pretrained(tmp_path / name)
         raw = safetensors_numpy.load_file(str(tmp_path / name / "model.safetensors"))
-        tensors = {iv.canonical_hf_key(k): v for k, v in raw.items()}
+        tensors = {ckpt.canonical_hf_key(k): v for k, v in raw.items()}
         spec = iv.InternVLSpec.from_hf_config(model.config)
-        want = iv.internvl_expected_shapes(spec)
+        want = ckpt.internvl_expected_shapes(spec)
         assert set(tensors) == set(want), set(tensors) ^ set(want)
         assert {k: v.shape for k, v in tensors.items()} == want
         sd = model.state_dict()
         for key in ("model.language_model.layers.0.self_attn.k_proj.weight", "model.vision_tower.embeddings.cls_token"):
             np.testing.assert_array_equal(tensors[key], sd[key].numpy())
-        params = iv.internvl_from_hf(tensors.__getitem__, spec)
-        assert iv.build_internvl(spec, params) is not None
-    assert iv.canonical_hf_key("lm_head.weight") == "lm_head.weight"
-    assert iv.canonical_hf_key("language_model.lm_head.weight") == "lm_head.weight"
+        params = ckpt.internvl_from_hf(tensors.__getitem__, spec)
+        assert ckpt.build_internvl(spec, params) is not None
+    assert ckpt.canonical_hf_key("lm_head.weight") == "lm_head.weight"
+    assert ckpt.canonical_hf_key("language_model.lm_head.weight") == "lm_head.weight"
 
 
 def test_prefix_kv_cache_equals_full_sequence():
@@ -368,7 +369,7 @@ def test_bad_inputs_raise():
     params = nnx.to_pure_dict(nnx.state(model))
     del params["vision"]["cls_token"]
     with pytest.raises(ValueError, match="cls_token: missing"):
-        iv.build_internvl(spec, params)
+        ckpt.build_internvl(spec, params)
 
 
 def test_dynamic_rope_is_the_default_rope_within_max_position_embeddings():

@@ -32,7 +32,6 @@ Build a model from a transformers ``CLIPConfig`` (or its ``to_dict()``, or a `CL
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Literal
 
 import jax
@@ -40,7 +39,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rewardax.models.layers import ACTIVATIONS as _ACTIVATIONS
-from rewardax.models.layers import Dense, LayerNorm, attention, scan_layers, unroll_count
+from rewardax.models.layers import Dense, LayerNorm, attention, scan_layers, square_size, unroll_count
 from rewardax.models.layers import normal as _normal
 
 Array = jax.Array
@@ -117,21 +116,14 @@ class CLIPSpec:
             config = CLIPConfig.from_dict(config)
         v, t = config.vision_config, config.text_config
 
-        def square(value, name):
-            if isinstance(value, (list, tuple)):
-                if len(set(value)) != 1:
-                    raise ValueError(f"only square {name} is supported, got {value}")
-                value = value[0]
-            return int(value)
-
         eos = t.eos_token_id
         if isinstance(eos, (list, tuple)):
             eos = eos[0]
         eos = int(eos) if eos is not None else 2
         return cls(
             embed_dim=int(config.projection_dim),
-            image_size=square(v.image_size, "image_size"),
-            patch_size=square(v.patch_size, "patch_size"),
+            image_size=square_size(v.image_size, "image_size"),
+            patch_size=square_size(v.patch_size, "patch_size"),
             vision=TowerSpec(
                 width=v.hidden_size, depth=v.num_hidden_layers, heads=v.num_attention_heads,
                 mlp_dim=v.intermediate_size, act=v.hidden_act, eps=float(v.layer_norm_eps),
@@ -358,8 +350,3 @@ def l2_normalize(x: Array, axis: int = -1) -> Array:
     """``x / ||x||`` along ``axis`` (float32)."""
     x = x.astype(jnp.float32)
     return x * jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=True))
-
-
-def count_params(model: nnx.Module) -> int:
-    """Number of parameters of a model (or abstract model)."""
-    return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -1,7 +1,7 @@
 """Loading InternVL checkpoints (``OpenGVLab/InternVL3-1B-hf``, ``-2B-hf``: transformers' layout) into
 `rewardax.models.internvl.InternVL`, and writing tiny random ones for tests and smoke runs.
 
-    model, processor = load_vlm("OpenGVLab/InternVL3-1B-hf", dtype=jnp.bfloat16)
+    model, processor = load_vlm("OpenGVLab/InternVL3-1B-hf", dtype_mm=jnp.bfloat16)
 
 ``name_or_path`` is a Hugging Face hub id (downloaded once into the standard cache, config, tokenizer, chat
 template and safetensors only) or a local directory in the same layout (``config.json`` with ``model_type``
@@ -9,21 +9,211 @@ template and safetensors only) or a local directory in the same layout (``config
 machinery of `rewardax.models.weights` reads them: strict name and shape checks with one error listing every
 problem, no pickle, no ``trust_remote_code`` (the original ``OpenGVLab/InternVL3-1B`` repos, which need it, are
 refused with the name of their ``-hf`` twin).
+
+The conversion, numpy only: `internvl_expected_shapes` (every tensor read, under transformers-5 ``state_dict``
+names; `canonical_hf_key` maps the legacy names transformers 5 ``save_pretrained`` writes), `internvl_from_hf`
+(the nested dict of NNX parameters) and `build_internvl` (a model holding them, without random initialisation).
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
+from flax import nnx
 
-from rewardax.models.internvl import (InternVLSpec, build_internvl, canonical_hf_key, internvl_expected_shapes,
-                                      internvl_from_hf, internvl_optional_keys)
+from rewardax.models.internvl import InternVL, InternVLSpec, as_spec
 from rewardax.models.tiny_bpe import bytes_to_unicode, tiny_bpe
 from rewardax.models.vlm_processor import IMAGE_TOKENS, IMAGENET_MEAN, IMAGENET_STD, VLMProcessor
-from rewardax.models.weights import (CheckpointError, PathLike, TensorSource, hf_directory_source, locate,
-                                     random_tensors, read_config_json, validate)
+from rewardax.models.weights import (CheckpointError, PathLike, TensorSource, fill_module, hf_directory_source,
+                                     locate, random_tensors, read_config_json, validate)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Key layout and conversion: transformers state_dict -> NNX parameters (numpy)
+# ----------------------------------------------------------------------------------------------------------------
+
+_VIS = "model.vision_tower."
+_PROJ = "model.multi_modal_projector."
+_LM = "model.language_model."
+
+
+def canonical_hf_key(key: str) -> str:
+    """The transformers-5 ``state_dict`` name of a checkpoint key. ``save_pretrained`` writes the legacy llava
+    names (``vision_tower.*``, ``multi_modal_projector.*``,
+    ``language_model.model.*``, ``language_model.lm_head.weight``), which transformers renames on load
+    (``conversion_mapping.py``, the ``llava`` rules); canonical names are returned unchanged."""
+    for old, new in (("language_model.lm_head.", "lm_head."), ("language_model.model.", _LM),
+                     ("language_model.", _LM), ("vision_tower.", _VIS), ("multi_modal_projector.", _PROJ)):
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def internvl_optional_keys(spec: Any) -> set[str]:
+    """Keys a checkpoint may hold that the model does not read: ``lm_head.weight`` of a tied model (a duplicate of
+    the embedding; transformers unties only if it differs, which a loader may check)."""
+    return {"lm_head.weight"} if as_spec(spec).tie_word_embeddings else set()
+
+
+def internvl_expected_shapes(spec: Any) -> dict[str, tuple[int, ...]]:
+    """``{transformers state_dict key: shape}`` of every tensor `internvl_from_hf` reads (tied models: no
+    ``lm_head.weight``, see `internvl_optional_keys`)."""
+    spec = as_spec(spec)
+    v, t = spec.vision, spec.text
+    d, p, c = v.width, v.patch_size, v.num_channels
+    shapes: dict[str, tuple[int, ...]] = {
+        _VIS + "embeddings.cls_token": (1, 1, d),
+        _VIS + "embeddings.patch_embeddings.projection.weight": (d, c, p, p),
+        _VIS + "embeddings.patch_embeddings.projection.bias": (d,),
+    }
+    if v.abs_pos:
+        shapes[_VIS + "embeddings.position_embeddings"] = (1, v.grid**2 + 1, d)
+    for i in range(v.depth):
+        pre = f"{_VIS}encoder.layer.{i}."
+        shapes[pre + "lambda_1"] = (d,)
+        shapes[pre + "lambda_2"] = (d,)
+        for name in ("q_proj", "k_proj", "v_proj"):
+            shapes[f"{pre}attention.{name}.weight"] = (d, d)
+            if v.attention_bias:
+                shapes[f"{pre}attention.{name}.bias"] = (d,)
+        if v.qk_norm:
+            shapes[pre + "attention.q_norm.weight"] = (d,)
+            shapes[pre + "attention.k_norm.weight"] = (d,)
+        shapes[pre + "attention.projection_layer.weight"] = (d, d)
+        shapes[pre + "attention.projection_layer.bias"] = (d,)
+        shapes[pre + "mlp.fc1.weight"] = (v.mlp_dim, d)
+        shapes[pre + "mlp.fc1.bias"] = (v.mlp_dim,)
+        shapes[pre + "mlp.fc2.weight"] = (d, v.mlp_dim)
+        shapes[pre + "mlp.fc2.bias"] = (d,)
+        for name in ("layernorm_before", "layernorm_after"):
+            shapes[f"{pre}{name}.weight"] = (d,)
+            if v.norm_type == "layer_norm":
+                shapes[f"{pre}{name}.bias"] = (d,)
+    if v.final_norm:
+        shapes[_VIS + "layernorm.weight"] = (d,)
+        shapes[_VIS + "layernorm.bias"] = (d,)
+    dp = d * spec.shuffle**2
+    shapes.update({
+        _PROJ + "layer_norm.weight": (dp,), _PROJ + "layer_norm.bias": (dp,),
+        _PROJ + "linear_1.weight": (t.width, dp), _PROJ + "linear_1.bias": (t.width,),
+        _PROJ + "linear_2.weight": (t.width, t.width), _PROJ + "linear_2.bias": (t.width,),
+        _LM + "embed_tokens.weight": (t.vocab_size, t.width),
+        _LM + "norm.weight": (t.width,),
+    })
+    hq, hkv = t.heads * t.head_dim, t.kv_heads * t.head_dim
+    for i in range(t.depth):
+        pre = f"{_LM}layers.{i}."
+        for name, dout in (("q_proj", hq), ("k_proj", hkv), ("v_proj", hkv)):
+            shapes[f"{pre}self_attn.{name}.weight"] = (dout, t.width)
+            shapes[f"{pre}self_attn.{name}.bias"] = (dout,)
+        shapes[pre + "self_attn.o_proj.weight"] = (t.width, hq)
+        shapes[pre + "mlp.gate_proj.weight"] = (t.mlp_dim, t.width)
+        shapes[pre + "mlp.up_proj.weight"] = (t.mlp_dim, t.width)
+        shapes[pre + "mlp.down_proj.weight"] = (t.width, t.mlp_dim)
+        shapes[pre + "input_layernorm.weight"] = (t.width,)
+        shapes[pre + "post_attention_layernorm.weight"] = (t.width,)
+    if not spec.tie_word_embeddings:
+        shapes["lm_head.weight"] = (t.vocab_size, t.width)
+    return shapes
+
+
+def internvl_from_hf(get: Callable[[str], np.ndarray], spec: Any) -> dict:
+    """Nested dict of numpy float32 parameters for `InternVL` from ``get(transformers state_dict key)``
+    (canonical names, see `canonical_hf_key`). Linear weights ``[out, in]`` become kernels ``[in, out]``; layer
+    tensors are stacked on a leading depth axis. Reads exactly the keys of `internvl_expected_shapes`."""
+    spec = as_spec(spec)
+    v, t = spec.vision, spec.text
+
+    def arr(key):
+        return np.asarray(get(key), dtype=np.float32)
+
+    def stack(fmt, depth, fn=lambda a: a):
+        return np.stack([fn(arr(fmt.format(i))) for i in range(depth)])
+
+    def dense(fmt, depth, bias=True):
+        out = {"kernel": stack(fmt + ".weight", depth, lambda a: a.T)}
+        if bias:
+            out["bias"] = stack(fmt + ".bias", depth)
+        return out
+
+    def norm(fmt, depth, bias):
+        out = {"scale": stack(fmt + ".weight", depth)}
+        if bias:
+            out["bias"] = stack(fmt + ".bias", depth)
+        return out
+
+    vl = _VIS + "encoder.layer.{}."
+    ln = v.norm_type == "layer_norm"
+    vlayers = {
+        "norm1": norm(vl + "layernorm_before", v.depth, ln),
+        "q": dense(vl + "attention.q_proj", v.depth, v.attention_bias),
+        "k": dense(vl + "attention.k_proj", v.depth, v.attention_bias),
+        "v": dense(vl + "attention.v_proj", v.depth, v.attention_bias),
+        "proj": dense(vl + "attention.projection_layer", v.depth),
+        "lambda_1": stack(vl + "lambda_1", v.depth),
+        "norm2": norm(vl + "layernorm_after", v.depth, ln),
+        "fc1": dense(vl + "mlp.fc1", v.depth),
+        "fc2": dense(vl + "mlp.fc2", v.depth),
+        "lambda_2": stack(vl + "lambda_2", v.depth),
+    }
+    if v.qk_norm:
+        vlayers["q_norm"] = norm(vl + "attention.q_norm", v.depth, False)
+        vlayers["k_norm"] = norm(vl + "attention.k_norm", v.depth, False)
+    conv = arr(_VIS + "embeddings.patch_embeddings.projection.weight")  # [D, C, p, p]
+    vision = {
+        "patch_embed": {"kernel": conv.reshape(conv.shape[0], -1).T,
+                        "bias": arr(_VIS + "embeddings.patch_embeddings.projection.bias")},
+        "cls_token": arr(_VIS + "embeddings.cls_token").reshape(-1),
+        "layers": vlayers,
+    }
+    if v.abs_pos:
+        vision["pos_embed"] = arr(_VIS + "embeddings.position_embeddings")[0]
+    if v.final_norm:
+        vision["final_norm"] = {"scale": arr(_VIS + "layernorm.weight"), "bias": arr(_VIS + "layernorm.bias")}
+    projector = {
+        "norm": {"scale": arr(_PROJ + "layer_norm.weight"), "bias": arr(_PROJ + "layer_norm.bias")},
+        "fc1": {"kernel": arr(_PROJ + "linear_1.weight").T, "bias": arr(_PROJ + "linear_1.bias")},
+        "fc2": {"kernel": arr(_PROJ + "linear_2.weight").T, "bias": arr(_PROJ + "linear_2.bias")},
+    }
+    tl = _LM + "layers.{}."
+    text = {
+        "embed": arr(_LM + "embed_tokens.weight"),
+        "layers": {
+            "input_norm": norm(tl + "input_layernorm", t.depth, False),
+            "q": dense(tl + "self_attn.q_proj", t.depth),
+            "k": dense(tl + "self_attn.k_proj", t.depth),
+            "v": dense(tl + "self_attn.v_proj", t.depth),
+            "o": dense(tl + "self_attn.o_proj", t.depth, False),
+            "post_norm": norm(tl + "post_attention_layernorm", t.depth, False),
+            "gate": dense(tl + "mlp.gate_proj", t.depth, False),
+            "up": dense(tl + "mlp.up_proj", t.depth, False),
+            "down": dense(tl + "mlp.down_proj", t.depth, False),
+        },
+        "norm": {"scale": arr(_LM + "norm.weight")},
+    }
+    if not spec.tie_word_embeddings:
+        text["lm_head"] = {"kernel": arr("lm_head.weight").T}
+    return {"vision": vision, "projector": projector, "text": text}
+
+
+def build_internvl(spec: Any, params: Mapping, *, dtype_mm=jnp.float32, param_dtype=jnp.float32,
+                   remat: bool = False, scan_unroll: int | bool = 1) -> InternVL:
+    """An `InternVL` for ``spec`` holding ``params`` (the nested dict of `internvl_from_hf`; leaves may also be
+    zero-argument functions returning arrays), without random initialisation (`rewardax.models.weights.fill_module`)."""
+    spec = as_spec(spec)
+    return fill_module(nnx.eval_shape(lambda: InternVL(spec, dtype_mm=dtype_mm, param_dtype=param_dtype,
+                                                       remat=remat, scan_unroll=scan_unroll, rngs=nnx.Rngs(0))),
+                       params)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading (load_vlm) and tiny random checkpoints (write_random_vlm)
+# ----------------------------------------------------------------------------------------------------------------
 
 VLM_OPTIONS = ("pass a local directory in Hugging Face format (config.json with model_type internvl, "
                "model.safetensors, tokenizer and chat template files; e.g. OpenGVLab/InternVL3-1B-hf downloaded on "
@@ -81,13 +271,15 @@ def _renamed(source: TensorSource) -> TensorSource:
                         source.files)
 
 
-def load_vlm(name_or_path: PathLike, dtype=jnp.float32, *, remat: bool = False, revision: str | None = None):
+def load_vlm(name_or_path: PathLike, dtype_mm=jnp.float32, *, remat: bool = False,
+             revision: str | None = None):
     """Loads an InternVL checkpoint and its processor: ``(model, processor)`` (`rewardax.models.internvl.InternVL`,
     `rewardax.models.vlm_processor.VLMProcessor`).
 
     Args:
       name_or_path: a Hugging Face hub id (``OpenGVLab/InternVL3-1B-hf``) or a local directory in that layout.
-      dtype: the matmul dtype (``jnp.bfloat16``: bfloat16 matmuls, float32 norms and softmax).
+      dtype_mm: matmul / attention input dtype of the model (``jnp.float32`` or ``jnp.bfloat16``: bfloat16
+        matmuls, float32 norms and softmax); parameters are stored in float32.
       remat: ``jax.checkpoint`` each layer (for training the model).
       revision: hub revision (branch, tag or commit).
     """
@@ -111,7 +303,7 @@ def load_vlm(name_or_path: PathLike, dtype=jnp.float32, *, remat: bool = False, 
     if processor.image_token_id != spec.image_token_id:
         raise CheckpointError(f"{directory}: the tokenizer's image token has id {processor.image_token_id}, the "
                               f"config's image_token_id is {spec.image_token_id}")
-    model = build_internvl(spec, internvl_from_hf(source.get, spec), dtype_mm=dtype, remat=remat)
+    model = build_internvl(spec, internvl_from_hf(source.get, spec), dtype_mm=dtype_mm, remat=remat)
     return model, processor
 
 

@@ -4,12 +4,15 @@
   return float32. Norms are computed in float32 whatever the input dtype.
 - ``stack`` adds leading axes to every parameter, so that one module instance holds the parameters of ``depth``
   layers, run by ``jax.lax.scan`` (see `scan_layers`).
+
+Also the small helpers both ports share: `square_size` (reading a transformers config) and `count_params`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -152,3 +155,18 @@ def scan_layers(layers: nnx.Module, body: Callable[[nnx.Module, Any, Any], tuple
     if remat:
         step = jax.checkpoint(step)
     return jax.lax.scan(step, carry, (state, xs), unroll=unroll)
+
+
+def square_size(value, name: str) -> int:
+    """A transformers config's ``image_size`` / ``patch_size`` (an int, or a list of equal ints) as one int; a
+    non-square value raises ValueError naming ``name``."""
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) != 1:
+            raise ValueError(f"only square {name} is supported, got {list(value)}")
+        value = value[0]
+    return int(value)
+
+
+def count_params(model: nnx.Module) -> int:
+    """Number of parameters of a model (or abstract model)."""
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

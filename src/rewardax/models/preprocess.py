@@ -1,8 +1,9 @@
-"""Frames -> CLIP image-tower input, in JAX (jittable, batched).
+"""Frames -> CLIP image-tower input, in JAX (jittable, batched); and the one image resize of the package.
 
 ``preprocess_frames(frames, image_size)`` takes uint8 (or float in [0, 255]) frames ``[B, H, W, 3]`` of any size
 and returns float32 ``[B, image_size, image_size, 3]``: bicubic resize, scale to [0, 1], normalise with the OpenAI
-CLIP mean / std. Two resize modes:
+CLIP mean / std. The resize itself is `resize_images` (any height and width, bicubic or bilinear, PIL's uint8
+arithmetic or one float pass), which `resize_frames` uses for its two modes:
 
 - ``"squash"`` (default): resize the whole frame to a square, not keeping the aspect ratio (what VLM-RM does with
   its rendered frames);
@@ -21,10 +22,13 @@ two: 0.015-0.03 after normalisation), from PIL's 22-bit fixed-point weights. Wit
 resize is one smooth float32 pass (differentiable in the pixels): on natural-looking frames it differs from PIL by
 ~0.5 level on average and 1-5 levels at most; on white noise, where overshoot clipping matters, up to ~30 levels
 (0.45 after normalisation). Numbers measured by tests/test_clip.py::test_preprocess_matches_clip_image_processor.
+``method="bilinear"`` is PIL's ``BILINEAR`` (the triangle kernel, widened when downsampling) in the same way
+(tests/test_clip.py::test_resize_images_bilinear_matches_pil).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import jax
@@ -46,25 +50,46 @@ def _round_clip(x: jax.Array) -> jax.Array:
     return jnp.clip(jnp.floor(x + 0.5), 0.0, 255.0)  # PIL rounds half up
 
 
+def resize_images(images: jax.Array, height: int, width: int, *,
+                  method: Literal["bicubic", "bilinear"] = "bicubic", antialias: bool = True,
+                  round_to_uint8: bool = True) -> jax.Array:
+    """Resizes images ``[..., H, W, C]`` (uint8, or float in [0, 255]) to ``[..., height, width, C]``, float32 in
+    [0, 255]; an axis already of its size is left as it is.
+
+    Args:
+      method: ``"bicubic"`` (Keys, a = -0.5) or ``"bilinear"`` (triangle), as PIL's ``BICUBIC`` / ``BILINEAR``.
+      antialias: widen the kernel when downsampling (as PIL does).
+      round_to_uint8: PIL's arithmetic: a horizontal pass, then a vertical one, each rounded half up and clipped to
+        [0, 255], so the values are whole (``.astype(jnp.uint8)`` is exact); False for one float32 pass
+        (differentiable in the pixels).
+    """
+    if method not in ("bicubic", "bilinear"):
+        raise ValueError(f"unknown resize method {method!r}: 'bicubic' or 'bilinear'")
+    *lead, h, w, c = images.shape
+    x = images.astype(jnp.float32)
+    resize = functools.partial(jax.image.resize, method=method, antialias=antialias)
+    if round_to_uint8:
+        if width != w:
+            x = _round_clip(resize(x, (*lead, h, width, c)))
+        if height != h:
+            x = _round_clip(resize(x, (*lead, height, width, c)))
+    elif (height, width) != (h, w):
+        x = resize(x, (*lead, height, width, c))
+    return x
+
+
 def resize_frames(frames: jax.Array, image_size: int, mode: Literal["squash", "center_crop"] = "squash", *,
                   antialias: bool = True, round_to_uint8: bool = True) -> jax.Array:
-    """Bicubic resize of ``[B, H, W, C]`` frames (values in [0, 255]) to ``[B, S, S, C]`` float32 in [0, 255]."""
-    b, h, w, c = frames.shape
-    x = frames.astype(jnp.float32)
+    """Bicubic resize of ``[B, H, W, C]`` frames (values in [0, 255]) to ``[B, S, S, C]`` float32 in [0, 255]
+    (`resize_images`), squashed to the square or resized by the shortest side and centre-cropped."""
+    h, w = frames.shape[-3:-1]
     if mode == "squash":
         out_h, out_w = image_size, image_size
     elif mode == "center_crop":
         out_h, out_w = shortest_side_size(h, w, image_size)
     else:
         raise ValueError(f"unknown resize mode {mode!r}: 'squash' or 'center_crop'")
-    if round_to_uint8:
-        # PIL's order and arithmetic: horizontal pass, round + clip to uint8, vertical pass, round + clip.
-        if out_w != w:
-            x = _round_clip(jax.image.resize(x, (b, h, out_w, c), method="bicubic", antialias=antialias))
-        if out_h != h:
-            x = _round_clip(jax.image.resize(x, (b, out_h, out_w, c), method="bicubic", antialias=antialias))
-    elif (out_h, out_w) != (h, w):
-        x = jax.image.resize(x, (b, out_h, out_w, c), method="bicubic", antialias=antialias)
+    x = resize_images(frames, out_h, out_w, antialias=antialias, round_to_uint8=round_to_uint8)
     if mode == "center_crop":
         if out_h < image_size or out_w < image_size:
             raise ValueError(f"cannot crop {image_size} from {(out_h, out_w)}")

@@ -30,6 +30,7 @@ from flax import struct
 from jax.sharding import Mesh, PartitionSpec as P
 
 from rewardax.envs.base import TaskEnv, check_env
+from rewardax.models.preprocess import resize_images
 from rewardax.stats import roc_auc
 from rewardax.rewards.base import Reward, check_reward
 from rewardax.rl.networks import ActorCritic, Params, init_actor_critic
@@ -209,14 +210,6 @@ def best_over_devices(value: jax.Array, frame: jax.Array, axis_name: str) -> tup
     return best, jax.lax.psum(jnp.where(mine, frame.astype(jnp.int32), 0), axis_name).astype(frame.dtype)
 
 
-def resize_image(image: jax.Array, shape) -> jax.Array:
-    """uint8 image -> uint8 image of ``shape`` (bilinear; unchanged when the shape is already right)."""
-    if image.shape == tuple(shape):
-        return image
-    resized = jax.image.resize(image.astype(jnp.float32), shape, "bilinear", antialias=True)
-    return jnp.clip(jnp.round(resized), 0, 255).astype(jnp.uint8)
-
-
 MAY_BE_UNDEFINED = frozenset({"reward_model/pearson_dense", "reward_model/auc_success"})
 """The step's metrics that are NaN where they are undefined (`reward_agreement`: a constant reward, no success
 yet), not because anything diverged; every other metric is finite in a healthy run."""
@@ -274,7 +267,8 @@ def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_update
         if reference is not None:
             value, frame = best_over_devices(carry.reward_memory.best_value, carry.reward_memory.best_frame, AXIS)
             replaced = reward.beats_reference(value)
-            reference = jnp.where(replaced, resize_image(frame, reference.shape), reference)
+            resized = resize_images(frame, *reference.shape[:2], method="bilinear").astype(jnp.uint8)
+            reference = jnp.where(replaced, resized, reference)
         scaler = RewardScaler(envs.returns, state.return_stats)
         if config.scale_reward:
             scaler, rewards = scale_rewards(scaler, transitions.reward, transitions.episode_end, config.gamma, AXIS,

@@ -11,5 +11,7 @@ All options of experiments/train.py apply (the baseline prompt is "pole and cart
 
 import train
 
+from rewardax import cli
+
 if __name__ == "__main__":
-    train.main(task="cartpole")
+    cli.run(train.main, task="cartpole")

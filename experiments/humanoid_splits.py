@@ -9,5 +9,7 @@ All options of experiments/train.py apply.
 
 import train
 
+from rewardax import cli
+
 if __name__ == "__main__":
-    train.main(task="splits")
+    cli.run(train.main, task="splits")

@@ -14,6 +14,7 @@ All options of experiments/train.py apply; the reward's own options follow ``rew
 
 import train
 
+from rewardax import cli
 from rewardax.rewards import YesTokenRewardConfig
 
 
@@ -25,4 +26,4 @@ def yes_token_reward(preset: str) -> YesTokenRewardConfig:
 
 
 if __name__ == "__main__":
-    train.main(task="kneeling", reward=yes_token_reward)
+    cli.run(train.main, task="kneeling", reward=yes_token_reward)

@@ -11,5 +11,7 @@ All options of experiments/train.py apply (the baseline prompt is "a car in the 
 
 import train
 
+from rewardax import cli
+
 if __name__ == "__main__":
-    train.main(task="mountaincar")
+    cli.run(train.main, task="mountaincar")

@@ -16,6 +16,7 @@ from mujoco import mjx
 from PIL import Image, ImageDraw
 
 import rewardax.envs as envs
+from rewardax import cli
 from rewardax.envs.tasks import pose_data
 
 
@@ -52,4 +53,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli.run(lambda: main(tyro.cli(Args)))

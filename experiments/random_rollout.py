@@ -21,6 +21,7 @@ import tyro
 from tqdm import tqdm
 
 import rewardax.envs as envs
+from rewardax import cli
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,4 +94,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli.run(lambda: main(tyro.cli(Args)))

@@ -22,6 +22,7 @@ import tyro
 from mujoco import mjx
 
 import rewardax.envs as envs
+from rewardax import cli
 from rewardax.envs.tasks import pose_data
 from rewardax.models import load_clip, write_random_clip
 from rewardax.rewards import ClipReward
@@ -67,4 +68,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli.run(lambda: main(tyro.cli(Args)))

@@ -15,7 +15,6 @@ P("yes")), ``reward:oracle`` or ``reward:dense`` (the task's ground truth). Re-r
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -26,10 +25,9 @@ from typing import Callable
 import jax
 import tyro
 
-from rewardax import distributed
-from rewardax.models import CheckpointError, CheckpointNotFoundError
-from rewardax.train import (CheckpointCorrupt, ProcessLost, TrainConfig, TrainingDiverged, TrainingStalled,
-                            default_preset, presets, train)
+from rewardax import cli, distributed
+from rewardax.models import CheckpointNotFoundError
+from rewardax.train import TrainConfig, TrainingStalled, default_preset, presets, train
 from rewardax.rewards import RewardConfig
 from rewardax.train.config import PRESET_NAMES
 
@@ -39,7 +37,7 @@ def parse(argv: list[str], task: str | None = None,
     """``(config, preset)`` from ``argv`` over the preset for the task: the preset sizes the run for the
     machine, the task (``--task``, or a script's ``task``) brings its env family's PPO settings, ``reward(preset)``
     replaces the preset's reward model, and every option given overrides them."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = cli.ArgumentParser(add_help=False)
     parser.add_argument("--preset", choices=PRESET_NAMES)
     parser.add_argument("--task", default=task or TrainConfig.task)
     known, rest = parser.parse_known_args(argv)
@@ -65,8 +63,7 @@ def main(argv: list[str] | None = None, task: str | None = None,
         # The stuck computation still holds a thread inside XLA: a normal interpreter exit would abort on it.
         print(f"error: {error}", file=sys.stderr, flush=True)
         os._exit(1)
-    except (ValueError, CheckpointError, CheckpointNotFoundError, CheckpointCorrupt, TrainingDiverged,
-            ProcessLost) as error:
+    except cli.user_errors() as error:  # a user's mistake or a documented failure: one line
         print(f"error: {error}", file=sys.stderr)
         if isinstance(error, CheckpointNotFoundError) and preset not in (None, "smoke"):
             print("hint: --preset smoke trains with a tiny random CLIP written locally (no download).",
@@ -92,4 +89,4 @@ def _exit(code: int):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -1,12 +1,15 @@
-"""Evaluation videos: composed frames keep the render, show reward and success per step, and files read back."""
+"""Evaluation videos: composed frames keep the render, show reward and success per step, and files read back.
+
+The strip's artists are found by the module's named colours; where they are is judged against each other
+(the marker at a step, the curve's highest point), not against pixel positions."""
 
 import imageio.v2 as imageio
 import numpy as np
 import pytest
 from PIL import Image
 
-from rewardax.eval import compose_frames, episode_video, frame_strip
-from rewardax.eval.video import CURVE_COLOUR, MARKER_COLOUR, PADDING, SUCCESS_BAND_HEIGHT, SUCCESS_COLOUR
+from rewardax.train.video import (CURVE_COLOUR, MARKER_COLOUR, SUCCESS_COLOUR, compose_frames, episode_video,
+                                  frame_strip)
 
 STEPS, HEIGHT, WIDTH = 40, 64, 96
 
@@ -19,15 +22,24 @@ def make_episode(steps=STEPS, height=HEIGHT, width=WIDTH):
     return frames, rewards, success
 
 
+def pixels_with_colour(image, colour):
+    return np.all(image == colour, axis=-1)
+
+
 def columns_with_colour(image, colour):
-    return np.flatnonzero(np.all(image == colour, axis=-1).any(axis=0))
+    return np.flatnonzero(pixels_with_colour(image, colour).any(axis=0))
 
 
-def test_rendered_frame_is_unchanged_on_top():
-    frames, rewards, success = make_episode()
+def marker_column(strip):
+    return columns_with_colour(strip, MARKER_COLOUR).mean()
+
+
+@pytest.mark.parametrize("width", [48, 63, WIDTH, 229])
+def test_rendered_frame_is_unchanged_on_top(width):
+    frames, rewards, success = make_episode(steps=5, width=width)
     composed = compose_frames(frames, rewards, success, title="a humanoid robot kneeling")
     assert composed.dtype == np.uint8
-    assert composed.shape[0] == STEPS and composed.shape[2:] == (WIDTH, 3) and composed.shape[1] > HEIGHT
+    assert composed.shape[0] == 5 and composed.shape[2:] == (width, 3) and composed.shape[1] > HEIGHT
     np.testing.assert_array_equal(composed[:, :HEIGHT], frames)
 
 
@@ -35,10 +47,26 @@ def test_marker_moves_and_curve_grows_with_the_step():
     frames, rewards, success = make_episode()
     strips = compose_frames(frames, rewards, success)[:, HEIGHT:]
     assert not np.array_equal(strips[5], strips[30])
-    marker_columns = [columns_with_colour(strips[step], MARKER_COLOUR).mean() for step in (5, 20, 35)]
+    marker_columns = [marker_column(strips[step]) for step in (5, 20, 35)]
     assert marker_columns == sorted(marker_columns) and len(set(marker_columns)) == 3
-    curve_pixels = [np.all(strips[step] == CURVE_COLOUR, axis=-1).sum() for step in (5, 20, 35)]
+    curve_pixels = [pixels_with_colour(strips[step], CURVE_COLOUR).sum() for step in (5, 20, 35)]
     assert curve_pixels == sorted(curve_pixels) and len(set(curve_pixels)) == 3
+    assert columns_with_colour(strips[5], CURVE_COLOUR).max() <= marker_columns[0] + 1, "the curve is drawn so far"
+
+
+def test_curve_rises_where_the_reward_rises():
+    peak = 25
+    frames, _, success = make_episode()
+    rewards = -np.abs(np.arange(STEPS) - peak).astype(float)  # rises up to the peak step, falls after it
+    strips = compose_frames(frames, rewards, success)[:, HEIGHT:]
+    curve = pixels_with_colour(strips[-1], CURVE_COLOUR)
+    columns = np.flatnonzero(curve.any(axis=0))
+    top_row = np.array([np.flatnonzero(curve[:, column]).min() for column in columns])  # image rows grow downwards
+    highest = columns[top_row == top_row.min()].mean()
+    assert abs(highest - marker_column(strips[peak])) <= 2
+    rising, falling = top_row[columns < highest], top_row[columns > highest]
+    assert np.all(np.diff(rising) <= 0) and np.all(np.diff(falling) >= 0)
+    assert rising[0] > top_row.min() + 10 and falling[-1] > top_row.min() + 5
 
 
 @pytest.mark.parametrize("success_step", [8, 25])
@@ -47,15 +75,15 @@ def test_success_step_is_marked_in_the_band_under_its_marker(success_step):
     never = np.zeros(STEPS, bool)
     once = never.copy()
     once[success_step] = True
-    without_success = compose_frames(frames, rewards, never)
-    last_without, last_with = without_success[-1], compose_frames(frames, rewards, once)[-1]
+    without_success = compose_frames(frames, rewards, never)[:, HEIGHT:]
+    last_without, last_with = without_success[-1], compose_frames(frames, rewards, once)[-1, HEIGHT:]
 
     rows, columns = np.nonzero(np.any(last_with != last_without, axis=-1))
-    assert rows.min() >= last_with.shape[0] - SUCCESS_BAND_HEIGHT - PADDING, "the mark belongs in the bottom band"
+    curve_rows = np.nonzero(pixels_with_colour(last_without, CURVE_COLOUR))[0]
+    assert rows.size and rows.min() > curve_rows.max(), "the mark belongs in the band under the reward curve"
     assert np.all(last_with[rows, columns] == SUCCESS_COLOUR)
-    assert not np.any(np.all(last_without[rows, columns] == SUCCESS_COLOUR, axis=-1))
-    marker_column = columns_with_colour(without_success[success_step, HEIGHT:], MARKER_COLOUR).mean()
-    assert abs(columns.mean() - marker_column) <= 1
+    assert not np.any(pixels_with_colour(last_without[rows, columns], SUCCESS_COLOUR))
+    assert abs(columns.mean() - marker_column(without_success[success_step])) <= 1
 
 
 def test_success_is_only_shown_up_to_the_current_step():

@@ -15,14 +15,13 @@ to ``--out``. With ``--landscape`` the models score frames along each env's stat
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import pathlib
 
 import numpy as np
 
-from rewardax import envs
+from rewardax import cli, envs
 from rewardax.eval import dataset as datasets
 from rewardax.eval.landscape import landscape, plot_landscapes, score_frames
 from rewardax.eval.metrics import epic_distance, pearson, roc_auc, success_rate_at_threshold
@@ -89,7 +88,7 @@ def plot_rows(rows: list[dict], base_rate: float, path, title: str) -> None:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m rewardax.eval", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="python -m rewardax.eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--reward", nargs="+", required=True, help="clip:<checkpoint> and/or yes-token:<checkpoint>")
     parser.add_argument("--alpha", nargs="+", type=float, default=[0.0], help="CLIP goal-baseline α values")
     where = parser.add_mutually_exclusive_group(required=True)
@@ -101,8 +100,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch", type=int, default=32, help="frames per scoring call")
     args = parser.parse_args(argv)
     configs = parse_rewards(args.reward)  # a malformed spec stops before anything is loaded
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = pathlib.Path(args.out)  # made once there are results to write: a mistake leaves nothing behind
     if args.dataset:
         data = datasets.load(args.dataset)
         manifest = data["manifest"]
@@ -117,6 +115,7 @@ def main(argv=None) -> dict:
                   f"{r['success_rate_top10']:.2f}")
         result = {"dataset": str(args.dataset), "env": manifest["env"], "count": manifest["count"],
                   "base_success_rate": manifest["success_rate"], "rows": rows}
+        out.mkdir(parents=True, exist_ok=True)
         (out / "eval.json").write_text(json.dumps(result, indent=1))
         plot_rows(rows, manifest["success_rate"], out / "eval.png", f"{manifest['env']}: {args.dataset}")
         return result
@@ -125,6 +124,7 @@ def main(argv=None) -> dict:
         env = envs.make(name)
         results[name] = landscape(env, build_rewards(configs, loaded, args.alpha, env), args.frames, args.frame_size,
                                   args.batch)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "landscape.json").write_text(json.dumps(results, indent=1))
     plot_landscapes(results, out / "landscape.png", "reward along each env's state path")
     print(json.dumps({"landscape": str(out / "landscape.png"), "envs": list(results)}))
@@ -132,4 +132,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -20,7 +20,6 @@ opaque blobs, and it needs no dependency beyond NumPy.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import pathlib
@@ -28,6 +27,8 @@ import pathlib
 import jax
 import numpy as np
 from tqdm import tqdm
+
+from rewardax import cli
 
 FORMAT, VERSION = "rewardax-labelled-frames", 1
 SOURCES = ("random", "path", "trained", "perturbed")
@@ -157,7 +158,7 @@ def load(directory) -> dict[str, np.ndarray]:
 def main(argv=None) -> dict:
     from rewardax import envs
 
-    parser = argparse.ArgumentParser(prog="python -m rewardax.eval.dataset", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="python -m rewardax.eval.dataset", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", choices=envs.names(), help="the env (default: the --policy run's)")
     parser.add_argument("--policy", help="a trained run directory: its policy's episodes, plain and with noise")
     parser.add_argument("--noise", type=float, default=0.5, help="std of the action noise of perturbed episodes")
@@ -189,4 +190,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -1,33 +1,40 @@
 """Evaluation videos: rendered frames with the episode's reward curve and oracle success underneath.
 
-The trainer rolls out evaluation episodes on the device and hands the host numpy arrays: frames
-``uint8 [T, H, W, 3]``, the reward model's reward per step ``[T]`` and the oracle success per step ``[T]``.
-Watching the reward next to the picture is how one sees whether the reward model rewards the task or
-something else, so every video frame is the rendered frame with a strip under it::
+The trainer (`rewardax.train.evaluation`) rolls out evaluation episodes on the device and hands the host numpy
+arrays: frames ``uint8 [T, H, W, 3]``, the reward model's reward per step ``[T]`` and the oracle success per
+step ``[T]``. Watching the reward next to the picture is how one sees whether the reward model rewards the task
+or something else, so every video frame is the rendered frame with a strip under it::
 
     +----------------------------+
     |       rendered frame       |   pixels unchanged
     +----------------------------+
     | title (wrapped, <= 2 lines)|
-    | step 38/100  reward 0.213  success
+    | step 38/100  reward 0.213 ✓|   green with a tick where the oracle says success
     | 0.25 |      ___/    |      |   reward curve so far, y scaled to the episode's min/max,
     | 0.19 |_____/        |      |   vertical marker at the current step
     |      |      ████    |      |   green band where the oracle says success (so far)
     +----------------------------+
 
-Drawing uses numpy and PIL only, with PIL's built-in default font, so no font files or plotting library
-are needed on a training host.
+Drawn with matplotlib on one Agg canvas per episode (no pyplot, no global state): what stays the same (title,
+axes, labels) is drawn once, and each step restores it and draws only what moves (blitting). On 2 shared CPU
+cores a 100-frame episode of 160 px frames composes in 0.3-0.6 s (the hand-drawn PIL overlay this replaced:
+0.04-0.13 s); encoding the mp4 takes about 1 s either way.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import textwrap
 import warnings
 
 import imageio.v2 as imageio
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
 
 BACKGROUND_COLOUR = (24, 24, 28)
 TEXT_COLOUR = (230, 230, 230)
@@ -37,6 +44,9 @@ MARKER_COLOUR = (255, 150, 0)
 SUCCESS_COLOUR = (60, 200, 90)
 FAILURE_BAND_COLOUR = (55, 55, 62)
 
+DPI = 100
+FONT_PX = 9  # text height in pixels, whatever the frame size
+LINE_PT = 72 / DPI  # lines one pixel wide
 PADDING = 3
 SUCCESS_BAND_HEIGHT = 6
 TITLE_MAX_LINES = 2
@@ -61,19 +71,8 @@ def compose_frames(frames, rewards, success, title: str | None = None) -> np.nda
     if not np.all(np.isfinite(rewards)):
         bad_steps = np.flatnonzero(~np.isfinite(rewards)).tolist()
         raise ValueError(f"rewards must be finite to be plotted; non-finite at steps {bad_steps}")
-
-    font = ImageFont.load_default()
-    width = frames.shape[2]
-    title_lines = _wrap_to_width(title, font, width - 2 * PADDING) if title else []
-    layout = _StripLayout(font, width, frames.shape[1], len(title_lines), rewards)
-    background = _draw_background(layout, title_lines)
-
-    composed = []
-    for step in range(len(frames)):
-        strip = background.copy()
-        _draw_step(ImageDraw.Draw(strip), layout, rewards, success, step)
-        composed.append(np.concatenate([frames[step], np.asarray(strip)], axis=0))
-    return np.stack(composed)
+    strip = _Strip(frames.shape[2], frames.shape[1], rewards, success, title)
+    return np.stack([np.concatenate([frame, strip.draw(step)], axis=0) for step, frame in enumerate(frames)])
 
 
 def episode_video(frames, rewards, success, path, fps: int = 30, title: str | None = None) -> pathlib.Path:
@@ -101,93 +100,110 @@ def frame_strip(frames, path, count: int = 8, rewards=None) -> pathlib.Path:
 
     steps = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
     row = np.concatenate([frames[step] for step in steps], axis=1)
-    font = ImageFont.load_default()
-    caption_height = _line_height(font) + 2 * PADDING
-    image = Image.new("RGB", (row.shape[1], row.shape[0] + caption_height), BACKGROUND_COLOUR)
-    image.paste(Image.fromarray(row), (0, 0))
-    draw = ImageDraw.Draw(image)
-    frame_width = frames.shape[2]
+    width, height = row.shape[1], row.shape[0] + FONT_PX + 3 * PADDING
+    fig = _figure(width, height)
+    fig.figimage(row, 0, height - row.shape[0])  # pixel for pixel, no resampling
     for i, step in enumerate(steps):
         caption = f"step {step + 1}" + ("" if rewards is None else f"  reward {_format_reward(rewards[step])}")
-        draw.text((i * frame_width + PADDING, row.shape[0] + PADDING), caption, fill=TEXT_COLOUR, font=font)
-
+        fig.text((i * frames.shape[2] + PADDING) / width, (height - row.shape[0] - PADDING) / height, caption,
+                 va="top", **_font())
+    fig.canvas.draw()
     path = _prepare_path(path)
-    image.save(path, format="PNG")
+    imageio.imwrite(path, np.asarray(fig.canvas.buffer_rgba())[:height, :width, :3], format="png")  # RGB, no alpha
     return path
 
 
-class _StripLayout:
-    """Where things go in the strip under the frame, and how steps and rewards map to pixels."""
+class _Strip:
+    """The strip under the frames of one episode: drawn once, then per step only the artists that move."""
 
-    def __init__(self, font, width: int, frame_height: int, title_line_count: int, rewards: np.ndarray):
-        self.font = font
-        self.width = width
-        self.line_height = _line_height(font)
-        self.title_top = PADDING
-        self.status_top = self.title_top + title_line_count * self.line_height
-        self.plot_top = self.status_top + self.line_height + PADDING
-        self.plot_bottom = self.plot_top + max(frame_height // 4, 40)
-        self.band_top = self.plot_bottom + PADDING
-        self.height = self.band_top + SUCCESS_BAND_HEIGHT + PADDING
+    def __init__(self, width: int, frame_height: int, rewards: np.ndarray, success: np.ndarray, title: str | None):
+        line = FONT_PX + 3
+        chars_per_line = max(1, int((width - 2 * PADDING) / (0.6 * FONT_PX)))
+        title_lines = textwrap.wrap(title or "", chars_per_line, max_lines=TITLE_MAX_LINES, placeholder=" ...")
+        status_top = PADDING + len(title_lines) * line
+        plot_top = status_top + line + PADDING
+        plot_height = max(frame_height // 4, 40)
+        band_top = plot_top + plot_height + PADDING
+        height = band_top + SUCCESS_BAND_HEIGHT + PADDING
+        self.fig = fig = _figure(width, height)
+        self.width, self.height = width, height
+        self.rewards, self.success, self.steps = rewards, success, np.arange(len(rewards))
 
-        self.reward_min, self.reward_max = float(rewards.min()), float(rewards.max())
-        self.labels = (_format_reward(self.reward_max), _format_reward(self.reward_min))
-        label_width = max(font.getlength(label) for label in self.labels)
-        self.plot_left = PADDING + int(np.ceil(label_width)) + PADDING
-        self.plot_right = width - 1 - PADDING
-        self.num_steps = len(rewards)
+        low, high = float(rewards.min()), float(rewards.max())
+        ticks = [high, low] if high > low else [high]
+        labels = [_format_reward(tick) for tick in ticks]
+        measure = fig.canvas.get_renderer().get_text_width_height_descent
+        label_width = max(measure(label, FontProperties(size=_font()["fontsize"]), ismath=False)[0] for label in labels)
+        left, right = PADDING + int(np.ceil(label_width)) + PADDING, width - 1 - PADDING
 
-    def step_x(self, step: float) -> float:
-        if self.num_steps == 1:
-            return float(self.plot_left)
-        return self.plot_left + step * (self.plot_right - self.plot_left) / (self.num_steps - 1)
+        def box(top, box_height):
+            return [left / width, 1 - (top + box_height) / height, (right - left) / width, box_height / height]
 
-    def reward_y(self, reward: float) -> float:
-        if self.reward_max == self.reward_min:
-            return (self.plot_top + self.plot_bottom) / 2
-        fraction = (reward - self.reward_min) / (self.reward_max - self.reward_min)
-        return self.plot_bottom - fraction * (self.plot_bottom - self.plot_top)
+        x_range = (0, len(rewards) - 1) if len(rewards) > 1 else (-0.5, 0.5)
+        span = high - low if high > low else 1.0
+        ax = fig.add_axes(box(plot_top, plot_height), facecolor=_rgb(BACKGROUND_COLOUR),
+                          xlim=x_range, ylim=(low - 0.02 * span, high + 0.02 * span))
+        ax.set_xticks([])
+        ax.set_yticks(ticks, labels)
+        ax.tick_params(axis="y", length=0, pad=PADDING, labelcolor=_rgb(TEXT_COLOUR), labelsize=_font()["fontsize"])
+        for label, alignment in zip(ax.get_yticklabels(), ("top", "bottom")):
+            label.set_verticalalignment(alignment)  # inside the plot's height, like the curve
+        for side, spine in ax.spines.items():
+            spine.set_visible(side in ("left", "bottom"))
+            spine.set(color=_rgb(AXIS_COLOUR), linewidth=LINE_PT, antialiased=False)
+        band = fig.add_axes(box(band_top, SUCCESS_BAND_HEIGHT), xlim=x_range, ylim=(0, 1))
+        band.set_axis_off()
+        for i, text in enumerate(title_lines):
+            fig.text(PADDING / width, 1 - (PADDING + i * line) / height, text, va="top", **_font())
+
+        # What moves: curve, current point, band so far, marker through plot and band, status line.
+        self.curve = ax.plot([], [], color=_rgb(CURVE_COLOUR), linewidth=LINE_PT, antialiased=False)[0]
+        self.point = ax.plot([], [], "o", color=_rgb(CURVE_COLOUR), markersize=3, markeredgewidth=0)[0]
+        self.band = band.imshow(np.zeros((1, len(rewards), 3)), aspect="auto", interpolation="nearest",
+                                extent=(-0.5, len(rewards) - 0.5, 0, 1))
+        self.marker = Line2D([0, 0], [1 - (band_top + SUCCESS_BAND_HEIGHT) / height, 1 - plot_top / height],
+                             color=_rgb(MARKER_COLOUR), linewidth=LINE_PT, antialiased=False,
+                             transform=blended_transform_factory(ax.transData, fig.transFigure))
+        fig.add_artist(self.marker)
+        self.status = fig.text(PADDING / width, 1 - status_top / height, "", va="top", **_font())
+        self.moving = (self.band, self.curve, self.point, self.marker, self.status)
+        for artist in self.moving:
+            artist.set_animated(True)
+        fig.canvas.draw()
+        self.background = fig.canvas.copy_from_bbox(fig.bbox)
+
+    def draw(self, step: int) -> np.ndarray:
+        """The strip at ``step``: uint8 ``[strip height, W, 3]``."""
+        so_far = self.steps <= step
+        self.curve.set_data(self.steps[so_far], self.rewards[so_far])
+        self.point.set_data([step], [self.rewards[step]])
+        self.band.set_data(np.where((self.success & so_far)[None, :, None], _rgb(SUCCESS_COLOUR),
+                                    _rgb(FAILURE_BAND_COLOUR)))
+        self.marker.set_xdata([step, step])
+        status = f"step {step + 1}/{len(self.steps)}  reward {_format_reward(self.rewards[step])}"
+        self.status.set_text(status + (" ✓" if self.success[step] else ""))  # and green, like the band
+        self.status.set_color(_rgb(SUCCESS_COLOUR if self.success[step] else TEXT_COLOUR))
+        canvas = self.fig.canvas
+        canvas.restore_region(self.background)
+        for artist in self.moving:
+            self.fig.draw_artist(artist)
+        return np.asarray(canvas.buffer_rgba())[: self.height, : self.width, :3].copy()
 
 
-def _draw_background(layout: _StripLayout, title_lines: list[str]) -> Image.Image:
-    """The parts of the strip that are the same at every step: title, axes, min/max labels, empty band."""
-    strip = Image.new("RGB", (layout.width, layout.height), BACKGROUND_COLOUR)
-    draw = ImageDraw.Draw(strip)
-    for i, line in enumerate(title_lines):
-        draw.text((PADDING, layout.title_top + i * layout.line_height), line, fill=TEXT_COLOUR, font=layout.font)
-    max_label, min_label = layout.labels
-    draw.text((PADDING, layout.plot_top), max_label, fill=TEXT_COLOUR, font=layout.font)
-    draw.text((PADDING, layout.plot_bottom - layout.line_height), min_label, fill=TEXT_COLOUR, font=layout.font)
-    draw.line([(layout.plot_left - 1, layout.plot_top), (layout.plot_left - 1, layout.plot_bottom)], fill=AXIS_COLOUR)
-    draw.line([(layout.plot_left - 1, layout.plot_bottom), (layout.plot_right, layout.plot_bottom)], fill=AXIS_COLOUR)
-    band_bottom = layout.band_top + SUCCESS_BAND_HEIGHT - 1
-    draw.rectangle([layout.plot_left, layout.band_top, layout.plot_right, band_bottom], fill=FAILURE_BAND_COLOUR)
-    return strip
+def _figure(width: int, height: int):
+    """An Agg figure (no pyplot) of exactly ``width`` × ``height`` pixels."""
+    # Half a pixel more: Agg truncates the size in pixels, and 0.29 * 100 is 28.999...
+    fig = Figure(figsize=((width + 0.5) / DPI, (height + 0.5) / DPI), dpi=DPI, facecolor=_rgb(BACKGROUND_COLOUR))
+    FigureCanvasAgg(fig)
+    return fig
 
 
-def _draw_step(draw: ImageDraw.ImageDraw, layout: _StripLayout, rewards, success, step: int) -> None:
-    """The parts that grow with the episode: curve and success band up to ``step``, marker and status text."""
-    points = [(layout.step_x(i), layout.reward_y(rewards[i])) for i in range(step + 1)]
-    if len(points) > 1:
-        draw.line(points, fill=CURVE_COLOUR, width=1)
+def _font() -> dict:
+    return {"color": _rgb(TEXT_COLOUR), "fontsize": FONT_PX * 72 / DPI}
 
-    band_bottom = layout.band_top + SUCCESS_BAND_HEIGHT - 1
-    half_step = (layout.step_x(1) - layout.step_x(0)) / 2 if layout.num_steps > 1 else 0.0
-    for i in np.flatnonzero(success[: step + 1]):
-        left = max(layout.step_x(i) - half_step, layout.plot_left)
-        right = min(layout.step_x(i) + half_step, layout.plot_right)
-        draw.rectangle([round(left), layout.band_top, round(right), band_bottom], fill=SUCCESS_COLOUR)
 
-    marker_x = round(layout.step_x(step))
-    draw.line([(marker_x, layout.plot_top), (marker_x, band_bottom)], fill=MARKER_COLOUR)
-    x, y = points[-1]
-    draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=CURVE_COLOUR)
-
-    status = f"step {step + 1}/{layout.num_steps}  reward {_format_reward(rewards[step])}"
-    draw.text((PADDING, layout.status_top), status, fill=TEXT_COLOUR, font=layout.font)
-    if success[step]:
-        success_x = layout.width - PADDING - layout.font.getlength("success")
-        draw.text((success_x, layout.status_top), "success", fill=SUCCESS_COLOUR, font=layout.font)
+def _rgb(colour) -> tuple[float, ...]:
+    return tuple(c / 255 for c in colour)
 
 
 def _check_frames(frames) -> np.ndarray:
@@ -210,32 +226,6 @@ def _check_per_step(name: str, values, num_frames: int) -> np.ndarray:
             f"{list(values.shape)} (expected [{num_frames}])"
         )
     return values
-
-
-def _wrap_to_width(text: str, font, width: float) -> list[str]:
-    """Greedy word wrap measured in pixels; text beyond ``TITLE_MAX_LINES`` lines is cut with '...'."""
-    lines: list[str] = []
-    for word in text.split():
-        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
-            lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
-    if len(lines) > TITLE_MAX_LINES:
-        lines = lines[:TITLE_MAX_LINES]
-        lines[-1] += " ..."
-    return [_truncate_to_width(line, font, width) for line in lines]
-
-
-def _truncate_to_width(line: str, font, width: float) -> str:
-    if font.getlength(line) <= width:
-        return line
-    while line and font.getlength(line + "...") > width:
-        line = line[:-1]
-    return line.rstrip() + "..."
-
-
-def _line_height(font) -> int:
-    return font.getbbox("Ag")[3] + 1
 
 
 def _format_reward(value: float) -> str:

@@ -3,25 +3,28 @@
 A ViT-B/32-shaped CLIP (transformers' default ``CLIPConfig``: 224 px, width 768, 12 layers) with random weights,
 the same weights in both frameworks (checked to agree before timing), float32, torch limited to as many threads
 as there are cores. Also reports FLOPs per image from XLA's cost analysis of the compiled image tower (B/32 is
-~8.8 GFLOPs, counting a multiply-add as 2). One JSON object per line on stdout.
+~8.8 GFLOPs, counting a multiply-add as 2). Each framework's time per batch is the best of ``--reps`` calls after
+a warm-up call (`common.time_calls`; the median is reported too). One JSON object per line on stdout.
 
     python benchmarks/clip_tower.py                 # batch 32 and 128
     python benchmarks/clip_tower.py --batch-sizes 8 --reps 2
+    python benchmarks/clip_tower.py --shape tiny --batch-sizes 2 --reps 1   # the tests' tiny CLIP: checks the script
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import platform
-import time
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tyro
 from flax import nnx
+
+from common import emit, flops, machine, time_calls
+from rewardax import cli
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,28 +37,24 @@ class Args:
     """Torch intra-op threads; 0 = number of cores (XLA's CPU backend uses all cores)."""
     seed: int = 0
     """Seed of the random weights and inputs."""
-
-
-def _time(fn, reps: int) -> float:
-    fn()  # warm-up (and compile)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps
+    shape: Literal["b32", "tiny"] = "b32"
+    """Model shape: ViT-B/32's (transformers' default CLIPConfig), or the tests' tiny CLIP (to check the script)."""
 
 
 def main(args: Args) -> None:
     import torch
     import transformers
 
-    from rewardax.models.clip_checkpoints import build_clip, hf_to_params
-    from rewardax.models.layers import vectorised_attention
+    from rewardax.models.clip_checkpoints import build_clip, hf_to_params, tiny_clip_config_dict, tiny_clip_vocab
     from rewardax.models.clip import CLIPSpec
 
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
-    config = transformers.CLIPConfig()  # OpenAI ViT-B/32 shapes
+    if args.shape == "b32":
+        config = transformers.CLIPConfig()  # OpenAI ViT-B/32 shapes
+    else:
+        config = transformers.CLIPConfig.from_dict(tiny_clip_config_dict(len(tiny_clip_vocab()[0])))
     full = transformers.CLIPModel(config).eval()
     state = {k: v.detach().numpy() for k, v in full.state_dict().items()}
     spec = CLIPSpec.from_hf_config(config)
@@ -87,31 +86,28 @@ def main(args: Args) -> None:
     with torch.inference_mode():
         ref = tower(pixel_values=torch.from_numpy(check.transpose(0, 3, 1, 2).copy())).image_embeds.numpy()
     err = float(np.max(np.abs(np.asarray(encode(params, check)) - ref)) / np.max(np.abs(ref)))
-    common = {"bench": "clip_image_tower", "model": "ViT-B/32 (random weights)", "image_size": s,
-              "dtype": "float32", "cores": os.cpu_count(), "torch_threads": threads, "jax": jax.__version__,
-              "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
-    print(json.dumps({**common, "check": "flax vs torch image_embeds", "max_rel_err": err}), flush=True)
+    model_name = "ViT-B/32 (random weights)" if args.shape == "b32" else "tiny CLIP (random weights)"
+    base = {"bench": "clip_image_tower", "model": model_name, "image_size": s, "dtype": "float32",
+            "torch_threads": threads, "machine": machine()}
+    emit({**base, "check": "flax vs torch image_embeds", "max_rel_err": err})
 
     for b in args.batch_sizes:
         pixels = jnp.asarray(rng.standard_normal((b, s, s, 3)).astype(np.float32))
         compiled = encode.lower(params, pixels).compile()
-        with vectorised_attention():  # and attention's per-head loop on CPU too: its loop-free form
-            cost = encode_unrolled.lower(params_u, pixels).compile().cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        flops = float(cost.get("flops", float("nan")))
-        t_jax = _time(lambda: compiled(params, pixels).block_until_ready(), args.reps)
+        count = flops(encode_unrolled, params_u, pixels)
+        t_jax = time_calls(lambda: compiled(params, pixels), args.reps)
         tp = torch.from_numpy(np.asarray(pixels).transpose(0, 3, 1, 2).copy())
 
         def run_torch():
             with torch.inference_mode():
                 tower(pixel_values=tp)
 
-        t_torch = _time(run_torch, args.reps)
+        t_torch = time_calls(run_torch, args.reps)
         for impl, t in (("flax-nnx (XLA)", t_jax), ("pytorch (transformers)", t_torch)):
-            print(json.dumps({**common, "impl": impl, "batch": b, "reps": args.reps, "seconds_per_batch": t,
-                              "images_per_s": b / t, "gflops_per_image_xla": flops / b / 1e9,
-                              "achieved_gflops_per_s": flops / t / 1e9}), flush=True)
+            emit({**base, "impl": impl, "batch": b, "reps": args.reps, "seconds_per_batch": t.best_s,
+                  "median_s": t.median_s, "images_per_s": b / t.best_s, "gflops_per_image_xla": count / b / 1e9,
+                  "achieved_gflops_per_s": count / t.best_s / 1e9})
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli.run(lambda: main(tyro.cli(Args)))

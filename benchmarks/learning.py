@@ -3,10 +3,12 @@
     python benchmarks/learning.py                                     # kneeling, splits, lotus; 30 min each
     python benchmarks/learning.py --tasks kneeling --minutes 5        # a quick look
     python benchmarks/learning.py --tasks kneeling --rewards oracle   # adds a run to runs/learning
+    python benchmarks/learning.py --tasks cartpole --smoke --random-episodes 2 --out /tmp/l   # checks the script
 
 Every run is `rewardax.train.train` (the same step, trainer, checkpoints and evaluation as
 `experiments/humanoid_splits.py`) with the ``learning`` preset (``classic`` for CartPole and MountainCar), stopped
-after ``--minutes`` of wall time.
+after ``--minutes`` of wall time. ``--smoke`` shrinks each run to the ``smoke`` preset's sizes (envs, iterations,
+PPO, frame size, evaluation episodes; evaluated at its end) to check the script, not to measure learning.
 The evaluation (every ``eval_every`` iterations) runs a batch of deterministic episodes and records the oracle
 success on their last frame. Prints one JSON line per run (the curve: env-steps, seconds, success) and writes
 ``learning.json`` and ``learning.png`` (success against env-steps, with the rate of a random policy — uniform
@@ -18,17 +20,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
-import platform
 import signal
 import time
 
 import jax
 import tyro
 
+from common import machine as describe_machine
+
 import rewardax.envs as envs
-from rewardax.train.config import REWARD_CONFIGS, presets
+from rewardax import cli
+from rewardax.rewards import REWARD_CONFIGS
+from rewardax.train.config import presets
 from rewardax.train import train
 
 
@@ -47,6 +51,8 @@ class Args:
     """Where the runs, learning.json and learning.png go."""
     random_episodes: int = 256
     """Episodes of uniform random actions for the baseline rate."""
+    smoke: bool = False
+    """Check the script, measure nothing: each run at the smoke preset's sizes, evaluated once at its end."""
 
 
 def random_policy_rate(task: str, episodes: int, seed: int = 0) -> float:
@@ -70,6 +76,10 @@ def random_policy_rate(task: str, episodes: int, seed: int = 0) -> float:
 
 def run_one(task: str, reward: str, args: Args, out: pathlib.Path) -> dict:
     config = presets(task)["learning"]
+    if args.smoke:
+        smoke = presets(task)["smoke"]
+        config = dataclasses.replace(config, **{name: getattr(smoke, name) for name in (
+            "num_envs", "iterations", "frame_size", "eval_episodes", "ppo")}, eval_every=0, checkpoint_every=1)
     config = dataclasses.replace(config, task=task, reward=REWARD_CONFIGS[reward](), seed=args.seed,
                                  run_dir=str(out / f"{task}-{reward}"),
                                  **({"num_envs": args.num_envs} if args.num_envs else {}))
@@ -124,8 +134,7 @@ def plot(results: list[dict], baselines: dict[str, float], path: pathlib.Path, t
 def main(args: Args) -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    machine = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
-               "backend": jax.default_backend(), "devices": jax.device_count()}
+    machine = describe_machine()
     baselines = {task: random_policy_rate(task, args.random_episodes, args.seed) for task in args.tasks}
     saved = out / "learning.json"
     results = json.loads(saved.read_text()) if saved.exists() else []
@@ -133,15 +142,15 @@ def main(args: Args) -> None:
         baselines.setdefault(result["task"], result["random_policy_success"])
     for task in args.tasks:
         for reward in args.rewards:
-            result = {**machine, "minutes": args.minutes, "random_policy_success": baselines[task],
+            result = {"machine": machine, "minutes": args.minutes, "random_policy_success": baselines[task],
                       **run_one(task, reward, args, out)}
             print(json.dumps(result), flush=True)
             results = [r for r in results if (r["task"], r["reward"]) != (task, reward)] + [result]
             saved.write_text(json.dumps(results, indent=1))
             plot(results, baselines, out / "learning.png",
-                 f"PPO, ground-truth rewards, {args.minutes:g} min per run on {machine['cpus']} CPU cores "
+                 f"PPO, ground-truth rewards, {args.minutes:g} min per run on {machine['cpu_count']} CPU cores "
                  f"({machine['backend']})")
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli.run(lambda: main(tyro.cli(Args)))

@@ -8,14 +8,15 @@ What is measured, on this machine's CPU (or whatever JAX's default device is), f
   `InternVL.last_token_logits`, batched; pairwise puts the reference and the frame in every row, so the reference
   is encoded again for every frame) and with it (`YesTokenReward`, whose chat header, and for pairwise the
   reference image and its text, are decoded once when the reward is built). Compile time (lower + compile), the
-  first call, then ``--repeats`` timed calls (best reported); FLOPs per frame from XLA's cost analysis of the
-  same function (`flops_by_depth`: XLA counts a scanned layer once, so the count is taken on unrolled twins of
-  one and two layers per tower and extended to the full depth, exactly: a tower's layers are identical).
+  first call, then ``--repeats`` timed calls (`common.timed`: best reported, and the median); FLOPs per frame
+  from XLA's cost analysis of the same function (`flops_by_depth`: XLA counts a scanned layer once, so the count
+  is taken on unrolled twins of one and two layers per tower and extended to the full depth, exactly: a tower's
+  layers are identical).
 - transformers, the same frames one at a time: build one row's inputs (rewardax's `VLMProcessor`: transformers'
   InternVLProcessor needs torchvision, which is not installed), ``model.generate(..., max_new_tokens=1,
   output_scores=True, return_dict_in_generate=True)`` under ``torch.no_grad()``, P(yes) = the softmax of the
   scores summed over the yes spellings (`VLMProcessor.answer_ids`, as rewardax). One warm-up sample, then
-  ``--repeats`` passes over the frames (best reported). float32 always; torch threads = CPU count. Its
+  ``--repeats`` passes over the frames (best reported, and the median). float32 always; torch threads = CPU count. Its
   ``flops_per_frame`` is XLA's count of the same computation (rewardax without the cache), not a measurement.
 - agreement: rewardax's P(yes) (both paths) against transformers' on the same frames. In float32 they should agree
   to ~1e-4 relative. Random weights give a near-uniform next-token distribution, so at the 1B vocabulary
@@ -25,6 +26,7 @@ What is measured, on this machine's CPU (or whatever JAX's default device is), f
 One JSON object per line on stdout (progress bars on stderr); ``--out`` also writes them to a file.
 
     python benchmarks/yes_token.py --shape tiny --repeats 2            # ~1 min on 2 cores: a smoke run
+    python benchmarks/yes_token.py --shape tiny --batch 2 --repeats 1 --frame-size 32 --no-flops  # quicker still
     python benchmarks/yes_token.py --shape 1b --out outputs/yes_token_bench/1b.jsonl   # ~10 min here, +2 the first time
     python benchmarks/yes_token.py --shape 1b --bfloat16                # rewardax in bf16 (transformers stays f32)
 
@@ -55,11 +57,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import json
 import os
 import pathlib
-import platform
 import shutil
+import statistics
 import sys
 import time
 from typing import Literal
@@ -71,10 +72,12 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
+from common import emit, flops as count_flops, machine, timed
+from rewardax import cli
+
 with contextlib.redirect_stdout(sys.stderr):  # mujoco.mjx prints "Failed to import warp" to stdout: keep it JSON
     from rewardax.models import load_vlm, write_random_vlm
     from rewardax.models.internvl import InternVL
-    from rewardax.models.layers import vectorised_attention
     from rewardax.rewards.yes_token import PAIRWISE, POINTWISE, YesTokenReward, answer_score
 
 GOAL = "a humanoid robot kneeling"  # words the tiny tokenizer has as single tokens
@@ -115,23 +118,6 @@ class Args:
     seed: int = 0
 
 
-def emit(line: dict, out) -> None:
-    text = json.dumps(line)
-    print(text, flush=True)
-    if out is not None:
-        out.write(text + "\n")
-        out.flush()
-
-
-def machine() -> dict:
-    import torch
-    import transformers
-
-    return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
-                cpu_count=os.cpu_count(), backend=jax.default_backend(), jax=jax.__version__,
-                torch=torch.__version__, transformers=transformers.__version__)
-
-
 def checkpoint(shape: str) -> pathlib.Path:
     """The random checkpoint of ``shape``, written once under `CACHE` (atomically: a killed write is redone)."""
     path = CACHE / shape
@@ -151,17 +137,6 @@ def make_frames(n: int, size: int, seed: int) -> np.ndarray:
 
 def per(value: float | None, by: float) -> float | None:
     return None if value is None else value / by
-
-
-def abstract(tree):
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
-
-
-def count_flops(fn, args) -> float:
-    with vectorised_attention():  # XLA counts a loop body once: count the loop-free form (a fresh trace)
-        cost = jax.jit(lambda *a: fn(*a)).lower(*abstract(args)).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float((cost or {}).get("flops", float("nan")))
 
 
 def shallow(spec, vision_layers: int, text_layers: int):
@@ -194,21 +169,13 @@ def flops_by_depth(count, spec, dtype=jnp.float32) -> dict[str, float]:
             + (spec.text.depth - 1) * (text[name] - base[name]) for name in base}
 
 
-def timed(fn, args, repeats: int, desc: str) -> dict:
-    """Compile seconds, first-call seconds, best and mean seconds of ``repeats`` calls, and the first output."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    output = np.asarray(jax.block_until_ready(compiled(*args)))
-    first_s = time.perf_counter() - start
-    times = []
-    for _ in tqdm(range(repeats), desc=desc, file=sys.stderr, leave=False):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - start)
-    return dict(compile_s=compile_s, first_call_s=first_s, best_s=min(times), mean_s=float(np.mean(times)),
-                output=output)
+def timing(fn, args, repeats: int, desc: str) -> dict:
+    """Compile seconds, first-call seconds, best and median seconds of ``repeats`` calls (`common.timed`), and
+    the first output."""
+    print(f"{desc} ...", file=sys.stderr, flush=True)
+    t = timed(fn, *args, repeats=repeats)
+    return dict(compile_s=t.compile_s, first_call_s=t.first_call_s, best_s=t.best_s, median_s=t.median_s,
+                output=np.asarray(t.output))
 
 
 # ---- rewardax ---------------------------------------------------------------------------------------------------
@@ -249,7 +216,7 @@ def cached_args(model, processor, frames, reference, pairwise: bool):
 
 def rewardax_uncached(model, processor, frames, reference, mode: str, args: Args) -> dict:
     fn, call_args = full_prompt_args(model, processor, frames, reference, mode == "pairwise")
-    result = timed(fn, call_args, args.repeats, f"rewardax {mode} full prompt")
+    result = timing(fn, call_args, args.repeats, f"rewardax {mode} full prompt")
     result["sequence"] = call_args[2].shape[1]
     return result
 
@@ -260,7 +227,7 @@ def rewardax_cached(model, processor, frames, reference, mode: str, args: Args) 
     reward = call_args[0]
     jax.block_until_ready(reward.prefix)
     create_s = time.perf_counter() - start
-    result = timed(fn, call_args, args.repeats, f"rewardax {mode} cached")
+    result = timing(fn, call_args, args.repeats, f"rewardax {mode} cached")
     result.update(create_s=create_s, prefix=reward.prefix.length, sequence=reward.suffix_ids.shape[0])
     return result
 
@@ -270,7 +237,8 @@ def flops_per_call(model, processor, frames, reference, modes=("pointwise", "pai
     counts = {}
     for mode in modes:
         for cache, make in (("full_prompt", full_prompt_args), ("cached", cached_args)):
-            counts[f"{mode}/{cache}"] = count_flops(*make(model, processor, frames, reference, mode == "pairwise"))
+            fn, call_args = make(model, processor, frames, reference, mode == "pairwise")
+            counts[f"{mode}/{cache}"] = count_flops(fn, *call_args)
     return counts
 
 
@@ -324,7 +292,7 @@ def transformers_per_sample(directory, processor, frames, reference, mode: str, 
         passes.append(time.perf_counter() - start)
         generate.append(in_generate)
     bar.close()
-    return dict(first_call_s=first_s, best_s=min(passes), mean_s=float(np.mean(passes)),
+    return dict(first_call_s=first_s, best_s=min(passes), median_s=statistics.median(passes),
                 generate_best_s=min(generate), output=np.asarray(p_yes))
 
 
@@ -344,7 +312,7 @@ def main(args: Args) -> None:
                 machine=machine(), devices=[str(d) for d in jax.devices()], torch_threads=torch.get_num_threads())
     out = open(args.out, "w") if args.out else None
 
-    model, processor = load_vlm(directory, dtype=dtype)
+    model, processor = load_vlm(directory, dtype_mm=dtype)
     flops = {}
     if args.flops:
         flops = flops_by_depth(lambda twin: flops_per_call(twin, processor, frames, reference), model.spec, dtype)
@@ -357,7 +325,7 @@ def main(args: Args) -> None:
             emit(dict(base, engine="rewardax", mode=mode, cache=cache, dtype=jnp.dtype(dtype).name,
                       frames_per_s=batch / r["best_s"], flops_per_frame=per(r.get("flops"), batch),
                       achieved_gflops_per_s=per(r.get("flops"), r["best_s"] * 1e9),
-                      seconds_per_call=r["best_s"], mean_s=r["mean_s"], compile_s=r["compile_s"],
+                      seconds_per_call=r["best_s"], median_s=r["median_s"], compile_s=r["compile_s"],
                       first_call_s=r["first_call_s"], repeats=args.repeats, sequence=r["sequence"],
                       **({"prefix": r["prefix"], "create_s": r["create_s"]} if cache else {})), out)
     del model
@@ -371,7 +339,7 @@ def main(args: Args) -> None:
         emit(dict(base, engine="transformers", mode=mode, cache=False, dtype="float32",
                   frames_per_s=batch / r["best_s"], frames_per_s_generate_only=batch / r["generate_best_s"],
                   flops_per_frame=flops, flops_note="XLA's count of the same full-prompt computation",
-                  seconds_per_pass=r["best_s"], mean_s=r["mean_s"], first_call_s=r["first_call_s"],
+                  seconds_per_pass=r["best_s"], median_s=r["median_s"], first_call_s=r["first_call_s"],
                   repeats=args.repeats, per_sample=True), out)
 
     for mode in ("pointwise", "pairwise"):
@@ -397,4 +365,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli.run(lambda: main(tyro.cli(Args)))

@@ -1,15 +1,20 @@
-"""The humanoid's physics under PPO's worst exploration, and against MuJoCo C (rewardax.envs.physics_check).
+"""The humanoid's physics under PPO's worst exploration, and against MuJoCo C (benchmarks/physics_check.py).
 
 The full check (1,024 envs × 1,000 steps of the body every task shares) is `benchmarks/physics_check.py`; these
-are small versions that keep the blow-up from coming back.
+are small versions of its checks that keep the blow-up from coming back.
 """
+
+import pathlib
+import sys
 
 import numpy as np
 import pytest
 
 import rewardax.envs as envs
 import rewardax.envs.model as model_module
-from rewardax.envs import physics_check
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+import physics_check  # noqa: E402
 
 
 @pytest.fixture(scope="module")

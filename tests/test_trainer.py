@@ -369,17 +369,8 @@ def test_a_trainable_reward_model_lives_in_the_train_state_and_its_checkpoints_b
 
 
 @struct.dataclass
-class UnusedParameter(Reward):
-    """The env's reward, with a trainable parameter it does not read: only the reward model's norm can diverge."""
-
-    weight: jax.Array | None = None
-    optimizer = optax.adam(1e-3)
-
-    def split(self):
-        return self.replace(weight=None), {"weight": self.weight}
-
-    def merge(self, params):
-        return self.replace(weight=params["weight"])
+class UnusedScale(LearnedScale):
+    """The env's reward, with a trainable scale it does not read: only the reward model's norm can diverge."""
 
     def __call__(self, frames, state):
         return state.reward, {}
@@ -389,7 +380,7 @@ def test_a_diverging_reward_model_stops_the_run_like_a_diverging_agent(tmp_path)
     from rewardax.train.monitor import non_finite
 
     with pytest.raises(TrainingDiverged, match=r"iteration 1: non-finite reward_model/param_norm"):
-        reach(CONFIG, tmp_path, reward=UnusedParameter(jnp.float32(jnp.nan)))
+        reach(CONFIG, tmp_path, reward=UnusedScale(jnp.float32(jnp.nan)))
     # Agreement with the ground truth is undefined before any success (NaN): that alone is no divergence.
     nan = float("nan")
     assert non_finite({"reward_model/auc_success": nan, "reward_model/pearson_dense": nan, "loss": 1.0}) == []

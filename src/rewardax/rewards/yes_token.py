@@ -29,6 +29,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx, struct
 
 from rewardax.models.internvl import InternVL, KVCache
@@ -41,12 +42,17 @@ SCORES = ("p_yes", "p_yes_given_yes_or_no", "log_odds")
 Score = Literal["p_yes", "p_yes_given_yes_or_no", "log_odds"]
 
 
-def answer_score(logits: jax.Array, yes_ids, no_ids, score: Score = "p_yes") -> tuple[jax.Array, jax.Array]:
-    """``(score [B], p_yes [B])`` from next-token ``logits [B, vocab]`` (float32 softmax over the whole vocabulary;
-    the probabilities of several spellings of a word are added)."""
+def answer_log_probs(logits: jax.Array, yes_ids, no_ids) -> tuple[jax.Array, jax.Array]:
+    """``(log P(yes) [B], log P(no) [B])`` from next-token ``logits [B, vocab]``: float32 softmax over the whole
+    vocabulary, the probabilities of several spellings of a word added."""
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    log_yes = jax.nn.logsumexp(log_probs[:, jnp.asarray(yes_ids)], axis=-1)
-    log_no = jax.nn.logsumexp(log_probs[:, jnp.asarray(no_ids)], axis=-1)
+    return (jax.nn.logsumexp(log_probs[:, jnp.asarray(yes_ids)], axis=-1),
+            jax.nn.logsumexp(log_probs[:, jnp.asarray(no_ids)], axis=-1))
+
+
+def answer_score(logits: jax.Array, yes_ids, no_ids, score: Score = "p_yes") -> tuple[jax.Array, jax.Array]:
+    """``(score [B], p_yes [B])`` from next-token ``logits [B, vocab]`` (`answer_log_probs`)."""
+    log_yes, log_no = answer_log_probs(logits, yes_ids, no_ids)
     p_yes = jnp.exp(log_yes)
     if score == "p_yes":
         value = p_yes
@@ -93,6 +99,8 @@ class YesTokenReward(Reward):
     score: str = struct.field(pytree_node=False)
     processor: VLMProcessor = struct.field(pytree_node=False)
     adaptive: bool = struct.field(pytree_node=False, default=False)  # the best frame so far replaces the reference
+    optimizer: optax.GradientTransformation | None = struct.field(pytree_node=False, default=None)
+    """Set (`trainable`): every weight is trained (full fine-tuning) by this optax transformation."""
     needs_frames = True
 
     @classmethod
@@ -126,6 +134,26 @@ class YesTokenReward(Reward):
                    yes_ids=tuple(processor.answer_ids("yes")), no_ids=tuple(processor.answer_ids("no")), score=score,
                    processor=processor, adaptive=adaptive)
 
+    def trainable(self, optimizer: optax.GradientTransformation) -> YesTokenReward:
+        """This model with every weight trainable by ``optimizer`` (full fine-tuning, what a model that starts
+        from random weights needs): `split` then hands the weights to the train state."""
+        return self.replace(optimizer=optimizer)
+
+    def split(self):
+        """(the frozen part, the weights): the weights and the prefix cache computed from them go to the train
+        state; the frozen part keeps the token ids, the processor and the reference image."""
+        if self.optimizer is None:
+            return self, None
+        return self.replace(params=None, prefix=None), self.params
+
+    def merge(self, params):
+        """The model with ``params`` put back and its shared prefix encoded with them (jittable: inside the step
+        the cache follows every update)."""
+        if params is None:
+            return self
+        prefix = _encode_prefix(self.graphdef, params, self.prefix_ids, self.processor, self.reference)
+        return self.replace(params=params, prefix=prefix)
+
     def initial_reference(self):
         return self.reference if self.adaptive else None
 
@@ -147,6 +175,27 @@ class YesTokenReward(Reward):
         ids = jnp.broadcast_to(self.suffix_ids, (frames.shape[0], self.suffix_ids.shape[0]))
         x = model.splice_images(model.embed_tokens(ids), ids, features)
         return model.decode(x, prefix=self.prefix)["logits"]
+
+    def pair_logits(self, first: jax.Array, second: jax.Array) -> jax.Array:
+        """Pairwise question about ``first [B, H, W, 3]`` as image 1 and ``second`` as image 2, the whole prompt
+        run for each pair (training pairs each have their own first image, so no prefix is shared):
+        next-token logits ``[B, vocab]``."""
+        if self.reference is None:
+            raise ValueError("pair_logits needs a pairwise yes-token reward (made with a reference image)")
+        model = nnx.merge(self.graphdef, self.params)
+        b = first.shape[0]
+        images = jnp.stack([first, second], axis=1).reshape(2 * b, *first.shape[1:])
+        features = model.embed_images(self.processor.preprocess(images))
+        ids = jnp.broadcast_to(jnp.concatenate([self.prefix_ids, self.suffix_ids]),
+                               (b, self.prefix_ids.shape[0] + self.suffix_ids.shape[0]))
+        return model.decode(model.splice_images(model.embed_tokens(ids), ids, features))["logits"]
+
+    def log_probs(self, frames: jax.Array, first: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """``(log P(yes), log P(no))`` about ``frames``: as scored (pointwise, or against the reference), or
+        with ``first`` against those images (`pair_logits`) — what the training losses read
+        (`rewardax.rewards.losses`)."""
+        logits = self.logits(frames) if first is None else self.pair_logits(first, frames)
+        return answer_log_probs(logits, self.yes_ids, self.no_ids)
 
     def __call__(self, frames, state=None):
         value, p_yes = answer_score(self.logits(frames), self.yes_ids, self.no_ids, self.score)

@@ -1,0 +1,86 @@
+"""A yes-token reward model that trains: its weights split into the train state and merged back (the prefix cache
+rebuilt from them), the whole-prompt pairs the pairwise loss reads, and a tiny random InternVL that learns, from
+Bradley-Terry labels alone, to prefer what it first ranked lower."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from rewardax.models import load_vlm, write_random_vlm
+from rewardax.rewards import YesTokenReward
+from rewardax.rewards.losses import answer_cross_entropy, bradley_terry
+from rewardax.stats import roc_auc
+
+pytestmark = pytest.mark.timeout(300)
+
+GOAL = "a bright picture"
+
+
+@pytest.fixture(scope="module")
+def vlm(tmp_path_factory):
+    return load_vlm(write_random_vlm(tmp_path_factory.mktemp("vlm") / "tiny"))
+
+
+def noise(n, low, high, seed, size=16):
+    return jnp.asarray(np.random.default_rng(seed).integers(low, high, (n, size, size, 3), dtype=np.uint8))
+
+
+def test_split_and_merge_rebuild_the_prefix_cache_from_the_weights(vlm):
+    model, processor = vlm
+    reference = np.asarray(noise(1, 0, 256, 0)[0])
+    reward = YesTokenReward.create(model, processor, GOAL, reference=reference).trainable(optax.adam(1e-3))
+    frozen, params = reward.split()
+    assert frozen.params is None and frozen.prefix is None and params is reward.params
+    frames = noise(3, 0, 256, 1)
+    np.testing.assert_allclose(jax.jit(lambda p: frozen.merge(p)(frames)[0])(params), reward(frames)[0], rtol=1e-5)
+    # The whole prompt with the reference as image 1 is what the cached reward computes.
+    first = jnp.broadcast_to(jnp.asarray(reference), (3, *reference.shape))
+    np.testing.assert_allclose(reward.pair_logits(first, frames), reward.logits(frames), rtol=1e-4, atol=1e-4)
+    assert YesTokenReward.create(model, processor, GOAL).split()[1] is None  # frozen unless made trainable
+
+
+def test_a_random_vlm_learns_a_preference_it_did_not_have(vlm):
+    model, processor = vlm
+    frozen, params = YesTokenReward.create(model, processor, GOAL).trainable(optax.adam(3e-3)).split()
+    optimizer = frozen.optimizer
+
+    def log_odds(params, frames):
+        log_yes, log_no = frozen.merge(params).log_probs(frames)
+        return log_yes - log_no
+
+    def loss(params, a, b, label):
+        weight = jnp.ones_like(label)
+        log_yes, log_no = frozen.merge(params).log_probs(a)
+        return (bradley_terry(log_odds(params, a), log_odds(params, b), label, weight)
+                + 0.1 * answer_cross_entropy(log_yes, log_no, label, weight))
+
+    @jax.jit
+    def update(params, opt_state, a, b, label):
+        value, grads = jax.value_and_grad(loss)(params, a, b, label)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    bright, dark = noise(64, 150, 256, 2), noise(64, 0, 106, 3)
+    test = jnp.concatenate([noise(16, 150, 256, 4), noise(16, 0, 106, 5)])
+    is_bright = np.arange(32) < 16
+    # Teach the opposite of what the random model already leans to, so that it must reverse its ranking.
+    target = float(roc_auc(jax.jit(log_odds)(params, test), is_bright)) < 0.5  # True: teach "bright is better"
+    good, bad = (bright, dark) if target else (dark, bright)
+    is_good = is_bright if target else ~is_bright
+    before = float(roc_auc(jax.jit(log_odds)(params, test), is_good))
+    opt_state, losses = optimizer.init(params), []
+    for step in range(40):
+        i = (np.arange(8) + 8 * step) % 64
+        swap = jnp.asarray(np.arange(8) % 2 == 0)  # half the pairs ask "is the bad one better?" (label 0)
+        a = jnp.where(swap[:, None, None, None], bad[i], good[i])
+        b = jnp.where(swap[:, None, None, None], good[i], bad[i])
+        params, opt_state, value = update(params, opt_state, a, b, (~swap).astype(jnp.float32))
+        losses.append(float(value))
+    after = float(roc_auc(jax.jit(log_odds)(params, test), is_good))
+    print(f"held-out ROC-AUC: {before:.2f} before, {after:.2f} after 40 updates; loss {losses[0]:.3f} -> "
+          f"{losses[-1]:.3f}")
+    assert before < 0.5 and after >= 0.95 and np.mean(losses[-5:]) < np.mean(losses[:5]), (before, after)

@@ -84,3 +84,47 @@ def test_a_random_vlm_learns_a_preference_it_did_not_have(vlm):
     print(f"held-out ROC-AUC: {before:.2f} before, {after:.2f} after 40 updates; loss {losses[0]:.3f} -> "
           f"{losses[-1]:.3f}")
     assert before < 0.5 and after >= 0.95 and np.mean(losses[-5:]) < np.mean(losses[:5]), (before, after)
+
+
+def test_reward_model_updates_on_labels_split_over_four_devices_equal_one_device(vlm):
+    """The step's reward-model update (`rewardax.rl.reward_update`): the same examples held by one device or split
+    over four give the same weights (up to the order of float sums), and the loss falls."""
+    from jax.sharding import PartitionSpec as P
+
+    from rewardax.rl import step as rl_step
+    from rewardax.rl.label_buffer import LabelBuffer
+    from rewardax.rl.reward_update import RewardLearning, update_reward_model
+
+    model, processor = vlm
+    # Plain SGD: the update is linear in the gradient, so only the order of float sums differs (Adam's 1/√v
+    # would turn a ~0 gradient's rounding into a step of ~lr).
+    frozen, params = YesTokenReward.create(model, processor, GOAL).trainable(optax.sgd(0.3)).split()
+    a, b = noise(8, 150, 256, 7), noise(8, 0, 106, 8)
+    pairs, label = jnp.stack([a, b], axis=1), jnp.ones(8)
+    answers = jnp.stack([jnp.ones(8), jnp.zeros(8)], axis=1)
+
+    def buffers(devices):
+        per = 8 // devices
+        rings = [LabelBuffer.create(per, 2, (16, 16, 3)).add(pairs[i * per:(i + 1) * per], label[i * per:(i + 1) * per],
+                                                            answers[i * per:(i + 1) * per], jnp.ones(per))
+                 for i in range(devices)]
+        return jax.tree.map(lambda *x: jnp.concatenate(x), *rings)
+
+    config = RewardLearning(updates=3, ce_weight=0.1)
+
+    def run(mesh):
+        update = jax.shard_map(
+            lambda p, o, buffer, key: update_reward_model(frozen, p, o, buffer, key, config, rl_step.AXIS), mesh=mesh,
+            in_specs=(P(), P(), P(rl_step.AXIS), P()), out_specs=(P(), P(), P()), check_vma=False)
+        return jax.jit(update)(params, frozen.optimizer.init(params), buffers(mesh.devices.size), jax.random.key(0))
+
+    one, _, one_metrics = run(rl_step.make_mesh(jax.devices()[:1]))
+    four, _, four_metrics = run(rl_step.make_mesh())
+    for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(four)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(one_metrics["reward_model/loss"], four_metrics["reward_model/loss"], rtol=1e-4)
+    before = update_reward_model(frozen, params, frozen.optimizer.init(params), buffers(1), jax.random.key(0),
+                                 RewardLearning(updates=1), None)[2]["reward_model/loss"]
+    after = update_reward_model(frozen, one, frozen.optimizer.init(one), buffers(1), jax.random.key(0),
+                                RewardLearning(updates=1), None)[2]["reward_model/loss"]
+    assert float(after) < float(before)

@@ -1,10 +1,12 @@
 """Labelled frames kept on the device for training a reward model inside the step.
 
 A fixed-size ring of examples: each is one frame (a yes/no label) or two (a preference, "the first is better"),
-with a label in [0, 1] (½: a tie) and a weight (0: an empty slot, or a query the teacher skipped). New examples
+with a label in [0, 1] (½: a tie), the teacher's yes/no answer about each of its frames (the pointwise model's
+cross-entropy term reads them), and a weight (0: an empty slot, or a query the teacher skipped). New examples
 overwrite the oldest once it is full, so the model keeps seeing poses the policy has left behind for as long as
 the ring holds them. The training step keeps one ring per device, split along the env axis like the envs (each
-device labels frames of its own envs: nothing is gathered or replicated), and checkpoints it by name.
+device labels frames of its own envs: nothing is gathered or replicated), and checkpoints it by name. So that the
+whole ring splits along that axis, its counters are arrays of one element per device, not scalars.
 """
 
 from __future__ import annotations
@@ -21,43 +23,48 @@ class LabelBuffer:
     frames: jax.Array
     """uint8 [capacity, frames per example (1 or 2), H, W, 3]."""
     label: jax.Array
-    """[capacity] float32 in [0, 1]."""
+    """[capacity] float32 in [0, 1]: the yes/no answer (one frame) or the preference (two)."""
+    answers: jax.Array
+    """[capacity, frames per example] float32: the teacher's yes/no about each frame."""
     weight: jax.Array
     """[capacity] float32: 1 for an answered example, 0 for an empty slot or a skipped query."""
     next: jax.Array
-    """int32: the slot the next example goes to."""
+    """int32 [1]: the slot the next example goes to."""
     count: jax.Array
-    """int32: slots filled (at most the capacity)."""
+    """int32 [1]: slots filled (at most the capacity)."""
     labelled: jax.Array
-    """int32: examples ever added (the labels spent, for the budget)."""
+    """int32 [1]: examples ever added (the labels spent, for the budget)."""
 
     @classmethod
     def create(cls, capacity: int, frames_per_example: int, frame_shape: tuple[int, int, int]) -> LabelBuffer:
         if capacity < 1 or frames_per_example not in (1, 2):
             raise ValueError(f"a label buffer needs a positive capacity and 1 (yes/no) or 2 (preference) frames per "
                              f"example, got capacity={capacity}, frames_per_example={frames_per_example}")
-        zero = jnp.zeros((), jnp.int32)
+        zero = jnp.zeros(1, jnp.int32)
         return cls(jnp.zeros((capacity, frames_per_example, *frame_shape), jnp.uint8), jnp.zeros(capacity),
-                   jnp.zeros(capacity), zero, zero, zero)
+                   jnp.zeros((capacity, frames_per_example)), jnp.zeros(capacity), zero, zero, zero)
 
     @property
     def capacity(self) -> int:
         return self.label.shape[0]
 
-    def add(self, frames: jax.Array, label: jax.Array, weight: jax.Array) -> LabelBuffer:
-        """The ring with ``frames [n, K, H, W, 3]``, ``label [n]`` and ``weight [n]`` written over its oldest slots
-        (n at most the capacity)."""
+    def add(self, frames: jax.Array, label: jax.Array, answers: jax.Array, weight: jax.Array) -> LabelBuffer:
+        """The ring with ``frames [n, K, H, W, 3]``, ``label [n]``, ``answers [n, K]`` and ``weight [n]`` written over
+        its oldest slots (n at most the capacity)."""
         n = label.shape[0]
         if n > self.capacity:
             raise ValueError(f"{n} examples do not fit a label buffer of {self.capacity}: raise its capacity")
-        slots = (self.next + jnp.arange(n)) % self.capacity
+        slots = (self.next[0] + jnp.arange(n)) % self.capacity
         return self.replace(frames=self.frames.at[slots].set(frames.astype(jnp.uint8)),
-                            label=self.label.at[slots].set(label), weight=self.weight.at[slots].set(weight),
+                            label=self.label.at[slots].set(label), answers=self.answers.at[slots].set(answers),
+                            weight=self.weight.at[slots].set(weight),
                             next=(self.next + n) % self.capacity, count=jnp.minimum(self.count + n, self.capacity),
                             labelled=self.labelled + n)
 
-    def sample(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """``(frames, label, weight)`` of ``n`` examples drawn uniformly, with replacement, from the filled slots
+    def sample(self, key: jax.Array, n: int) -> LabelBuffer:
+        """``n`` examples drawn uniformly, with replacement, from the filled slots, as a buffer of capacity ``n``
         (all weights 0 while the ring is empty)."""
-        slots = jax.random.randint(key, (n,), 0, jnp.maximum(self.count, 1))
-        return self.frames[slots], self.label[slots], self.weight[slots] * (self.count > 0)
+        slots = jax.random.randint(key, (n,), 0, jnp.maximum(self.count[0], 1))
+        return self.replace(frames=self.frames[slots], label=self.label[slots], answers=self.answers[slots],
+                            weight=self.weight[slots] * (self.count[0] > 0), next=jnp.zeros(1, jnp.int32),
+                            count=jnp.full(1, n, jnp.int32))

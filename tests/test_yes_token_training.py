@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from rewardax.models import load_vlm, write_random_vlm
 from rewardax.rewards import YesTokenReward
@@ -43,9 +44,27 @@ def test_split_and_merge_rebuild_the_prefix_cache_from_the_weights(vlm):
     assert YesTokenReward.create(model, processor, GOAL).split()[1] is None  # frozen unless made trainable
 
 
-def test_a_random_vlm_learns_a_preference_it_did_not_have(vlm):
+def test_fresh_lora_adapters_change_no_score_and_only_they_are_trained(vlm):
     model, processor = vlm
-    frozen, params = YesTokenReward.create(model, processor, GOAL).trainable(optax.adam(3e-3)).split()
+    reward = YesTokenReward.create(model, processor, GOAL)
+    adapted = reward.trainable(optax.adam(1e-3), lora_rank=2, lora_vision_targets=("q", "k", "v", "proj"))
+    frames = noise(3, 0, 256, 1)
+    np.testing.assert_allclose(adapted(frames)[0], reward(frames)[0], rtol=1e-6)
+    frozen, adapters = adapted.split()
+    depth = model.spec.text.depth, model.spec.vision.depth
+    assert len(jax.tree.leaves(adapters)) == 2 * (4 + 4)  # A and B on four projections in each tower
+    assert {x.shape[0] for x in jax.tree.leaves(adapters)} == set(depth)  # stacked like the layers
+    assert not jax.tree.leaves(nnx.split_state(frozen.params, nnx.LoRAParam, ...)[0])  # the base holds none
+    with pytest.raises(ValueError, match="no Dense layer named wq"):
+        reward.trainable(optax.adam(1e-3), lora_rank=2, lora_targets=("wq",))
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_a_random_vlm_learns_a_preference_it_did_not_have(vlm, lora_rank):
+    """Full fine-tuning, and LoRA adapters on the decoder's attention (the base untouched)."""
+    model, processor = vlm
+    reward = YesTokenReward.create(model, processor, GOAL)
+    frozen, params = reward.trainable(optax.adam(3e-3 if not lora_rank else 3e-2), lora_rank=lora_rank).split()
     optimizer = frozen.optimizer
 
     def log_odds(params, frames):
@@ -84,6 +103,9 @@ def test_a_random_vlm_learns_a_preference_it_did_not_have(vlm):
     print(f"held-out ROC-AUC: {before:.2f} before, {after:.2f} after 40 updates; loss {losses[0]:.3f} -> "
           f"{losses[-1]:.3f}")
     assert before < 0.5 and after >= 0.95 and np.mean(losses[-5:]) < np.mean(losses[:5]), (before, after)
+    if lora_rank:
+        assert frozen.params is not None and all(x.shape[-1] == lora_rank or x.shape[-2] == lora_rank
+                                                 for x in jax.tree.leaves(params))
 
 
 def test_reward_model_updates_on_labels_split_over_four_devices_equal_one_device(vlm):

@@ -116,20 +116,56 @@ class RMSNorm(nnx.Module):
 
 
 class Dense(nnx.Module):
-    """``x @ kernel (+ bias)`` with inputs cast to ``dtype_mm`` and float32 accumulation / output."""
+    """``x @ kernel (+ bias)`` with inputs cast to ``dtype_mm`` and float32 accumulation / output; with LoRA
+    adapters (`add_lora`) plus ``scale · (x @ lora_a) @ lora_b``.
+
+    The adapters are `nnx.LoRAParam`s with the kernel's stacked leading axes (the layers are stacked and run by
+    `scan_layers`, so ``nnx.LoRALinear`` does not fit): ``nnx.split(model, nnx.LoRAParam, ...)`` selects them.
+    ``lora_b`` starts at zero, so a model with fresh adapters computes exactly what it did without them."""
 
     def __init__(self, din: int, dout: int, *, use_bias: bool = True, std: float = 0.02,
                  stack: tuple[int, ...] = (), dtype_mm=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         self.kernel = nnx.Param(normal(rngs, stack + (din, dout), std, param_dtype))
         self.bias = nnx.Param(jnp.zeros(stack + (dout,), param_dtype)) if use_bias else None
         self.dtype_mm = dtype_mm
+        self.lora_a = self.lora_b = None
+        self.lora_scale = 0.0
+
+    def add_lora(self, rank: int, alpha: float, rngs: nnx.Rngs) -> None:
+        """Rank-``rank`` adapters (float32) scaled by ``alpha / rank``: A ~ N(0, 1/din), B = 0."""
+        *stack, din, dout = self.kernel.shape
+        # nnx.data: the attributes were None (static) until now
+        self.lora_a = nnx.data(nnx.LoRAParam(normal(rngs, (*stack, din, rank), din**-0.5, jnp.float32)))
+        self.lora_b = nnx.data(nnx.LoRAParam(jnp.zeros((*stack, rank, dout), jnp.float32)))
+        self.lora_scale = alpha / rank
 
     def __call__(self, x: Array) -> Array:
-        y = jnp.matmul(x.astype(self.dtype_mm), self.kernel[...].astype(self.dtype_mm),
-                       preferred_element_type=jnp.float32)
+        x = x.astype(self.dtype_mm)
+        y = jnp.matmul(x, self.kernel[...].astype(self.dtype_mm), preferred_element_type=jnp.float32)
         if self.bias is not None:
             y = y + self.bias[...].astype(jnp.float32)
+        if self.lora_a is not None:
+            low = jnp.matmul(x, self.lora_a[...].astype(self.dtype_mm), preferred_element_type=jnp.float32)
+            y = y + self.lora_scale * jnp.matmul(low.astype(self.dtype_mm), self.lora_b[...].astype(self.dtype_mm),
+                                                 preferred_element_type=jnp.float32)
         return y
+
+
+def add_lora(module: nnx.Module, targets: tuple[str, ...], rank: int, alpha: float | None = None, *,
+             rngs: nnx.Rngs) -> int:
+    """Puts LoRA adapters on every `Dense` inside ``module`` whose attribute name is in ``targets`` (e.g. a
+    decoder's ``("q", "k", "v", "o")``); returns how many. ``alpha`` defaults to ``rank`` (scale 1)."""
+    if rank < 1:
+        raise ValueError(f"a LoRA rank must be a positive integer, got {rank!r}")
+    count = 0
+    for path, child in nnx.iter_modules(module):
+        if isinstance(child, Dense) and path and path[-1] in targets:
+            child.add_lora(rank, float(alpha or rank), rngs)
+            count += 1
+    if not count:
+        raise ValueError(f"no Dense layer named {', '.join(targets)} in {type(module).__name__}: LoRA targets "
+                         f"are the attribute names of its projections")
+    return count
 
 
 def unroll_count(unroll: int | bool, depth: int) -> int:

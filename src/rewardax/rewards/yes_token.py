@@ -33,6 +33,7 @@ import optax
 from flax import nnx, struct
 
 from rewardax.models.internvl import InternVL, KVCache
+from rewardax.models.layers import add_lora
 from rewardax.models.vlm_processor import VLMProcessor
 from rewardax.rewards.base import Reward
 
@@ -100,7 +101,7 @@ class YesTokenReward(Reward):
     processor: VLMProcessor = struct.field(pytree_node=False)
     adaptive: bool = struct.field(pytree_node=False, default=False)  # the best frame so far replaces the reference
     optimizer: optax.GradientTransformation | None = struct.field(pytree_node=False, default=None)
-    """Set (`trainable`): every weight is trained (full fine-tuning) by this optax transformation."""
+    """Set (`trainable`): the trainable weights (all of them, or the LoRA adapters) take this optax update."""
     needs_frames = True
 
     @classmethod
@@ -134,23 +135,41 @@ class YesTokenReward(Reward):
                    yes_ids=tuple(processor.answer_ids("yes")), no_ids=tuple(processor.answer_ids("no")), score=score,
                    processor=processor, adaptive=adaptive)
 
-    def trainable(self, optimizer: optax.GradientTransformation) -> YesTokenReward:
-        """This model with every weight trainable by ``optimizer`` (full fine-tuning, what a model that starts
-        from random weights needs): `split` then hands the weights to the train state."""
-        return self.replace(optimizer=optimizer)
+    def trainable(self, optimizer: optax.GradientTransformation, lora_rank: int = 0,
+                  lora_targets: tuple[str, ...] = ("q", "k", "v", "o"),
+                  lora_vision_targets: tuple[str, ...] = (), seed: int = 0) -> YesTokenReward:
+        """This model, trainable by ``optimizer``: every weight (``lora_rank=0``: full fine-tuning, what a model
+        that starts from random weights needs), or only rank-``lora_rank`` LoRA adapters on the decoder's
+        ``lora_targets`` projections and the vision tower's ``lora_vision_targets`` (e.g. ``("q", "k", "v",
+        "proj")``), the base frozen (`rewardax.models.layers.add_lora`; fresh adapters change no score). `split`
+        then hands the trainable weights to the train state."""
+        if not lora_rank:
+            return self.replace(optimizer=optimizer)
+        model = nnx.merge(self.graphdef, self.params)
+        rngs = nnx.Rngs(seed)
+        add_lora(model.text, lora_targets, lora_rank, rngs=rngs)
+        if lora_vision_targets:
+            add_lora(model.vision, lora_vision_targets, lora_rank, rngs=rngs)
+        graphdef, params = nnx.split(model)
+        return self.replace(graphdef=graphdef, params=params, optimizer=optimizer)
 
     def split(self):
-        """(the frozen part, the weights): the weights and the prefix cache computed from them go to the train
-        state; the frozen part keeps the token ids, the processor and the reference image."""
+        """(the frozen part, the trainable weights): with LoRA adapters, the adapters (`nnx.LoRAParam`) go to the
+        train state and the base stays frozen; otherwise every weight goes. The prefix cache is rebuilt by
+        `merge`."""
         if self.optimizer is None:
             return self, None
+        adapters, base = nnx.split_state(self.params, nnx.LoRAParam, ...)
+        if jax.tree.leaves(adapters):
+            return self.replace(params=base, prefix=None), adapters
         return self.replace(params=None, prefix=None), self.params
 
     def merge(self, params):
-        """The model with ``params`` put back and its shared prefix encoded with them (jittable: inside the step
-        the cache follows every update)."""
+        """The model with the trainable ``params`` put back (beside a frozen base, for adapters) and its shared
+        prefix encoded with them (jittable: inside the step the cache follows every update)."""
         if params is None:
             return self
+        params = params if self.params is None else nnx.merge_state(self.params, params)
         prefix = _encode_prefix(self.graphdef, params, self.prefix_ids, self.processor, self.reference)
         return self.replace(params=params, prefix=prefix)
 

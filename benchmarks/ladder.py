@@ -220,8 +220,7 @@ def time_update(env, reward, args: Args, num_envs: int):
 
     def iteration():  # state and envs are donated: feed each iteration's output to the next
         nonlocal carry
-        state, env_batch, metrics = train_step(*carry, frozen)
-        carry = state, env_batch
+        *carry, metrics = train_step(*carry, frozen)
         return metrics
 
     return time_calls(iteration, args.repeats)

@@ -21,11 +21,11 @@ SMALL = PPOConfig(learning_rate=3e-3, num_steps=8, minibatches=2, epochs=2, hidd
 
 
 def run(env, config, num_envs, iterations, mesh, reward=EnvReward(), seed=0, frame_size=16):
-    state, batch = rl_step.init(env, jax.random.PRNGKey(seed), config, num_envs, iterations, mesh)
+    state, batch, labels = rl_step.init(env, jax.random.PRNGKey(seed), config, num_envs, iterations, mesh)
     train_step = rl_step.make_train_step(env, config, num_envs, iterations, frame_size=frame_size, mesh=mesh)
     history = []
     for _ in range(iterations):
-        state, batch, metrics = train_step(state, batch, reward)
+        state, batch, labels, metrics = train_step(state, batch, labels, reward)
         history.append(jax.device_get(metrics))
     return state, batch, history
 
@@ -127,11 +127,11 @@ def test_reward_every_k_steps_holds_the_score_between_and_reads_the_oracle_every
             jax.debug.callback(lambda: calls.append(1))
             return frames[:, 0, 0, 0].astype(jnp.float32), {}
 
-    state, batch = rl_step.init(env, jax.random.key(0), config, 8, 2, mesh)
+    state, batch, labels = rl_step.init(env, jax.random.key(0), config, 8, 2, mesh)
     start = np.asarray(batch.state.obs[:, 0])
     train_step = rl_step.make_train_step(env, config, 8, 2, frame_size=4, mesh=mesh, reward_every=3)
     for iteration in range(2):
-        state, batch, metrics = train_step(state, batch, Count())
+        state, batch, labels, metrics = train_step(state, batch, labels, Count())
         counts = start[None] + 8 * iteration + np.arange(1, 9)[:, None]  # [T, B] after each step
         held = counts[[0, 0, 0, 3, 3, 3, 6, 6]]  # scored on the rollout's steps 0, 3 and 6
         assert float(metrics["reward"]) == pytest.approx(held.mean(), rel=1e-6)
@@ -177,20 +177,20 @@ def test_the_best_frame_so_far_replaces_an_adaptive_reference_across_devices():
     env, mesh = Counter(), rl_step.make_mesh()
     config = dataclasses.replace(SMALL, num_steps=4, minibatches=1, epochs=1)
     reward = Brighter(reference=jnp.full((3, 5, 3), 250, jnp.uint8))  # brighter than every frame at first
-    state, batch = rl_step.init(env, jax.random.key(1), config, 8, 3, mesh, reward=reward)
+    state, batch, labels = rl_step.init(env, jax.random.key(1), config, 8, 3, mesh, reward=reward)
     train_step = rl_step.make_train_step(env, config, 8, 3, frame_size=6, mesh=mesh)
     frozen = reward.split()[0]
-    state, batch, metrics = train_step(state, batch, frozen)
+    state, batch, labels, metrics = train_step(state, batch, labels, frozen)
     assert metrics["reward_model/reference_replaced"] == 0 and (np.asarray(state.reward_reference) == 250).all()
-    state, batch, metrics = train_step(state, batch, frozen)
+    state, batch, labels, metrics = train_step(state, batch, labels, frozen)
     assert metrics["reward_model/reference_replaced"] == 0
     state = state.replace(reward_reference=jnp.zeros((3, 5, 3), jnp.uint8))  # now darker than every frame
     best = np.asarray(batch.state.obs).max() + config.num_steps  # the brightest frame of the next rollout
-    state, batch, metrics = train_step(state, batch, frozen)
+    state, batch, labels, metrics = train_step(state, batch, labels, frozen)
     assert metrics["reward_model/reference_replaced"] == 1 and float(metrics["reward_model/best_reward"]) == best
     assert state.reward_reference.shape == (3, 5, 3) and (np.asarray(state.reward_reference) == best).all()
     counts = np.asarray(batch.state.obs[:, 0])[None] + np.arange(1, 5)[:, None]  # the next rollout's frames
-    state, batch, metrics = train_step(state, batch, frozen)
+    state, batch, labels, metrics = train_step(state, batch, labels, frozen)
     assert float(metrics["brighter"]) == pytest.approx(counts.mean() - best, rel=1e-6)  # scored against it
 
 

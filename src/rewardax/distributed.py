@@ -4,7 +4,7 @@ Call :func:`initialize` first thing in the program, before any other JAX call, o
 
     rewardax.distributed.initialize()          # reads the cluster / environment; no-op for one process
     mesh = rewardax.rl.step.make_mesh()             # every device of every process
-    state, envs = step.init(env, jax.random.PRNGKey(seed), config, num_envs, total_updates, mesh)
+    state, envs, labels = step.init(env, jax.random.PRNGKey(seed), config, num_envs, total_updates, mesh)
     train_step = step.make_train_step(env, config, num_envs, total_updates, mesh)
     ...
     if rewardax.distributed.is_main_process():

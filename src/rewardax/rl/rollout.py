@@ -122,7 +122,7 @@ def finite_envs(state: State) -> jax.Array:
     return jnp.stack([jnp.isfinite(x.reshape(x.shape[0], -1)).all(-1) for x in parts]).all(0)
 
 
-def _where(mask: jax.Array, on_true, on_false):
+def select_envs(mask: jax.Array, on_true, on_false):
     """Per-env select over two batched pytrees."""
     return jax.tree.map(lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b),
                         on_true, on_false)
@@ -154,7 +154,7 @@ def rollout(env: Env, policy_fn: PolicyFn, value_fn: ValueFn, reward_fn: RewardF
 
         env_state = jax.lax.cond(
             episode_end.any(),
-            lambda: _where(episode_end, reset(reset_keys), reached),
+            lambda: select_envs(episode_end, reset(reset_keys), reached),
             lambda: reached)
         obs_stats = carry.obs_stats.update(env_state.obs, axis_name)
         next_value = jnp.where(valid, value_fn(obs_stats.normalize(reached.obs)), 0.0)

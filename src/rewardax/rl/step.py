@@ -1,8 +1,8 @@
 """The shared training step: physics → render → reward → GAE → PPO in one compiled, data-parallel program.
 
-    state, envs = init(env, key, config, num_envs, total_updates, reward=reward)
+    state, envs, labels = init(env, key, config, num_envs, total_updates, reward=reward)
     train_step = make_train_step(env, config, num_envs, total_updates)
-    state, envs, metrics = train_step(state, envs, reward.split()[0])
+    state, envs, labels, metrics = train_step(state, envs, labels, reward.split()[0])
 
 ``train_step`` is `jax.jit` of `jax.shard_map` over a one-axis mesh of every device (of every host after
 `jax.distributed.initialize()`): the envs are split along the mesh axis, the agent and the reward model are
@@ -14,6 +14,15 @@ the same steps on one device as on many.
 The reward model's frozen part is an argument, not part of the state: it can be large (CLIP bigG is 2.5 B
 parameters), so checkpoints hold only what training changes. Its trainable parameters, if it has any, live in
 ``TrainState`` with their optimiser state (`rewardax.rewards.base`); the step merges the two.
+
+A reward model that learns (``learning``, `rewardax.rl.reward_update.RewardLearning`) trains in the same program:
+each env's state at one random step of the rollout is kept, drawn once after it, paired with another env's, and a
+simulated teacher (`rewardax.rewards.teacher`) answers the chosen pairs from the oracle; the answers go to
+``labels``, a ring of labelled frames split over devices along the env axis like the envs
+(`rewardax.rl.label_buffer`), and after the PPO update the reward model takes ``learning.updates`` steps on them
+(`update_reward_model`), its prefix cache rebuilt from the new weights when the next step merges them. Labelling
+is per device (each pairs its own envs), so unlike the rest of the step a learning run's labels depend on the
+device count. ``labels`` is None when the reward model does not learn.
 """
 
 from __future__ import annotations
@@ -35,9 +44,11 @@ from rewardax.stats import roc_auc
 from rewardax.rewards.base import Reward, check_reward
 from rewardax.rl.networks import ActorCritic, Params, init_actor_critic
 from rewardax.rl.normalize import RewardScaler, RunningMeanStd, scale_rewards
+from rewardax.rl.label_buffer import LabelBuffer
 from rewardax.rl.ppo import PPOConfig, make_batch, make_optimizer, update
+from rewardax.rl.reward_update import RewardLearning, ask_teacher, held_out_agreement, update_reward_model
 from rewardax.stats import device_sum
-from rewardax.rl.rollout import RolloutCarry, finite_envs, init_carry, rollout
+from rewardax.rl.rollout import RolloutCarry, finite_envs, init_carry, rollout, select_envs
 
 AXIS = "envs"
 
@@ -95,9 +106,11 @@ def agent_for(env: TaskEnv, config: PPOConfig, key: jax.Array) -> tuple[ActorCri
 
 
 def init(env: TaskEnv, key: jax.Array, config: PPOConfig, num_envs: int, total_updates: int,
-         mesh: Mesh | None = None, reward: Reward | None = None) -> tuple[TrainState, EnvBatch]:
-    """Fresh agent and optimiser, ``num_envs`` reset envs spread over the mesh, and the trainable parameters of
-    ``reward`` (if it has any) with their optimiser state."""
+         mesh: Mesh | None = None, reward: Reward | None = None, learning: RewardLearning | None = None,
+         frame_size: int = 224) -> tuple[TrainState, EnvBatch, LabelBuffer | None]:
+    """Fresh agent and optimiser, ``num_envs`` reset envs spread over the mesh, the trainable parameters of
+    ``reward`` (if it has any) with their optimiser state, and with ``learning`` an empty ring of labelled
+    ``frame_size`` frames split over the mesh (else None)."""
     mesh = make_mesh() if mesh is None else mesh
     check_env(env)
     reward_params = None if reward is None else check_reward(reward).split()[1]
@@ -117,7 +130,12 @@ def init(env: TaskEnv, key: jax.Array, config: PPOConfig, num_envs: int, total_u
                        key=update_key, iteration=jnp.zeros((), jnp.int32), reward_params=reward_params,
                        reward_opt_state=None if reward_params is None else reward.optimizer.init(reward_params),
                        reward_reference=None if reward is None else reward.initial_reference())
-    return jax.device_put(state, jax.sharding.NamedSharding(mesh, P())), envs
+    labels = None
+    if learning is not None:
+        capacity = learning.per_device(mesh.devices.size)[1]
+        labels = jax.jit(jax.shard_map(lambda: LabelBuffer.create(capacity, 2, (frame_size, frame_size, 3)),
+                                       mesh=mesh, in_specs=(), out_specs=P(AXIS), check_vma=False))()
+    return jax.device_put(state, jax.sharding.NamedSharding(mesh, P())), envs, labels
 
 
 @struct.dataclass
@@ -134,6 +152,24 @@ class ScoreMemory:
     """Highest reward of this rollout on this device (−inf before any; only tracked for an adaptive reference)."""
     best_frame: jax.Array | None
     """The frame that scored it, uint8 [H, W, 3] (None unless the reward model's reference adapts)."""
+    candidate: Candidates | None = None
+    """Each env's state at one step of the rollout, for the teacher (None unless the reward model learns)."""
+
+
+@struct.dataclass
+class Candidates:
+    """Each env's state at one chosen step of a rollout: what the teacher may be asked about."""
+
+    at: jax.Array
+    """[B] the step of the rollout each env's state is taken at."""
+    physics: Any
+    """The batched physics state reached at that step (before any reset)."""
+    success: jax.Array
+    """[B] the oracle's verdict on it."""
+    dense: jax.Array
+    """[B] its dense ground truth."""
+    valid: jax.Array
+    """[B] whether the state is finite (a broken simulation's frames are never labelled)."""
 
 
 def check_reward_every(reward_every: int) -> int:
@@ -155,6 +191,8 @@ def scorer(env: TaskEnv, reward: Reward, frame_size: int, reward_every: int = 1)
     extra when the rollout length divides the episode length. The env's oracle (``oracle/success``,
     ``oracle/dense``) is read on every step.
     When the model's reference adapts (`Reward.initial_reference`), the best-scoring valid frame is remembered.
+    ``start(states, capture_at)`` with ``capture_at [B]`` keeps each env's state reached at that step of the
+    rollout (`Candidates`, for the teacher: nothing is drawn until the rollout is over).
     """
     check_reward_every(reward_every)
     render = env.renderer(frame_size, frame_size) if reward.needs_frames else None
@@ -175,12 +213,22 @@ def scorer(env: TaskEnv, reward: Reward, frame_size: int, reward_every: int = 1)
             best_frame = jnp.where(better, frames[i], best_frame)
         return memory.replace(reward=value, metrics=metrics, best_value=best_value, best_frame=best_frame)
 
-    def start(states: State) -> ScoreMemory:
+    def start(states: State, capture_at: jax.Array | None = None) -> ScoreMemory:
         shapes = jax.eval_shape(lambda s: reward(jnp.zeros((s.obs.shape[0], frame_size, frame_size, 3), jnp.uint8)
                                                  if render else None, s), states)
         value, metrics = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
         best_frame = jnp.zeros((frame_size, frame_size, 3), jnp.uint8) if adaptive else None
-        return ScoreMemory(jnp.zeros((), jnp.int32), value, metrics, jnp.full((), -jnp.inf), best_frame)
+        candidate = None
+        if capture_at is not None:
+            zero = jnp.zeros(states.obs.shape[0])
+            candidate = Candidates(capture_at, states.pipeline_state, zero, zero, zero.astype(bool))
+        return ScoreMemory(jnp.zeros((), jnp.int32), value, metrics, jnp.full((), -jnp.inf), best_frame, candidate)
+
+    def capture(reached: State, memory: ScoreMemory) -> Candidates:
+        kept = memory.candidate
+        now = Candidates(kept.at, reached.pipeline_state, reached.metrics["success"], reached.metrics["dense"],
+                         finite_envs(reached))
+        return select_envs(kept.at == memory.t, now, kept)
 
     def score(reached: State, new_episode: jax.Array, memory: ScoreMemory):
         if reward_every == 1:
@@ -189,6 +237,8 @@ def scorer(env: TaskEnv, reward: Reward, frame_size: int, reward_every: int = 1)
             due = (memory.t % reward_every == 0) | new_episode.any()
             memory = jax.lax.cond(due, model, lambda _, m: m, reached, memory)
         oracle = {f"oracle/{k}": reached.metrics[k] for k in ("success", "dense") if k in reached.metrics}
+        if memory.candidate is not None:
+            memory = memory.replace(candidate=capture(reached, memory))
         return memory.reward, {**memory.metrics, **oracle}, memory.replace(t=memory.t + 1)
 
     return start, score
@@ -210,9 +260,11 @@ def best_over_devices(value: jax.Array, frame: jax.Array, axis_name: str) -> tup
     return best, jax.lax.psum(jnp.where(mine, frame.astype(jnp.int32), 0), axis_name).astype(frame.dtype)
 
 
-MAY_BE_UNDEFINED = frozenset({"reward_model/pearson_dense", "reward_model/auc_success"})
+MAY_BE_UNDEFINED = frozenset({"reward_model/pearson_dense", "reward_model/auc_success", "reward_model/accuracy",
+                              "reward_model/held_out_auc"})
 """The step's metrics that are NaN where they are undefined (`reward_agreement`: a constant reward, no success
-yet), not because anything diverged; every other metric is finite in a healthy run."""
+yet; a learning model's accuracy on an iteration whose frames all tie), not because anything diverged; every
+other metric is finite in a healthy run."""
 
 
 def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, valid: jax.Array,
@@ -243,23 +295,62 @@ def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, va
 
 
 def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_updates: int, frame_size: int = 224,
-                    mesh: Mesh | None = None, reward_every: int = 1):
-    """``train_step(state, envs, frozen) -> (state, envs, metrics)``: ``frozen`` is the reward model's frozen
-    part (``reward.split()[0]``; its trainable parameters are ``state.reward_params``, and stay unchanged here:
-    nothing trains them yet). ``state`` and ``envs`` are donated. The model scores every ``reward_every``-th
-    step of a rollout (`scorer`). A model with an adaptive reference (``state.reward_reference``) takes the
-    rollout's best frame as its new reference when that frame beats the old one (`Reward.beats_reference`)."""
+                    mesh: Mesh | None = None, reward_every: int = 1, learning: RewardLearning | None = None):
+    """``train_step(state, envs, labels, frozen) -> (state, envs, labels, metrics)``: ``frozen`` is the reward
+    model's frozen part (``reward.split()[0]``; its trainable parameters are ``state.reward_params``), ``labels``
+    the ring of labelled frames (`init`; None unless ``learning``). ``state``, ``envs`` and ``labels`` are donated.
+    The model scores every ``reward_every``-th step of a rollout (`scorer`). A model with an adaptive reference
+    (``state.reward_reference``) takes the rollout's best frame as its new reference when that frame beats the old
+    one (`Reward.beats_reference`). With ``learning`` the reward model learns from the simulated teacher (see the
+    module docstring) and is tested on ``learning.held_out`` frames along the env's state path."""
     mesh = make_mesh() if mesh is None else mesh
     check_num_envs(num_envs, mesh)
     check_env(env)
     check_reward_every(reward_every)
     agent, _ = agent_for(env, config, jax.random.key(0))  # the graph definitions (tiny MLPs)
     optimizer = make_optimizer(config, total_updates)
+    if learning is not None:
+        queries = check_learning(env, learning, num_envs, mesh)
+        held_out = held_out_frames(env, learning.held_out, frame_size)
+        render = env.renderer(frame_size, frame_size)
 
-    def step_on_one_device(state: TrainState, envs: EnvBatch, frozen: Reward):
+    def learn(state: TrainState, reward: Reward, frozen: Reward, labels: LabelBuffer, candidate: Candidates,
+              key: jax.Array):
+        """The teacher's answers about this rollout's candidates into the ring, then the reward model's updates."""
+        query_key, update_key = jax.random.split(key)
+        frames = render(candidate.physics).rgb
+        examples, (correct, counted) = ask_teacher(
+            reward, frames, candidate.success, candidate.dense, candidate.valid,
+            jax.random.fold_in(query_key, jax.lax.axis_index(AXIS)), queries, learning)
+        spent = jax.lax.psum(labels.labelled[0], AXIS)
+        labels = jax.lax.cond(spent + learning.labels_per_iteration <= learning.label_budget,
+                              lambda: labels.add(*examples), lambda: labels)
+        correct, counted = device_sum(jnp.stack([correct, counted]), AXIS)
+        metrics = {"reward_model/labels": jax.lax.psum(labels.labelled[0], AXIS).astype(jnp.float32),
+                   "reward_model/accuracy": jnp.where(counted > 0, correct / jnp.maximum(counted, 1.0), jnp.nan)}
+        params, opt_state = state.reward_params, state.reward_opt_state
+        if params is None:
+            raise ValueError(f"{type(frozen).__name__} has no trainable weights to learn from the teacher: make it "
+                             f"trainable first (RewardLearning.make_trainable)")
+        if learning.updates:
+            params, opt_state, losses = update_reward_model(frozen, params, opt_state, labels, update_key, learning,
+                                                            AXIS)
+            metrics.update(losses)
+        if held_out is not None:
+            metrics.update(held_out_agreement(frozen.merge(params), *held_out))
+        return state.replace(reward_params=params, reward_opt_state=opt_state), labels, metrics
+
+    def step_on_one_device(state: TrainState, envs: EnvBatch, labels: LabelBuffer | None, frozen: Reward):
         reward = current_reward(frozen, state)
         start, score = scorer(env, reward, frame_size, reward_every)
-        carry = RolloutCarry(envs.state, envs.steps, envs.keys, state.obs_stats, start(envs.state))
+        if learning is None:
+            key, update_key = jax.random.split(state.key)
+            capture_at = None
+        else:
+            key, update_key, learn_key, capture_key = jax.random.split(state.key, 4)
+            capture_at = jax.random.randint(jax.random.fold_in(capture_key, jax.lax.axis_index(AXIS)),
+                                            envs.steps.shape, 0, config.num_steps)
+        carry = RolloutCarry(envs.state, envs.steps, envs.keys, state.obs_stats, start(envs.state, capture_at))
         carry, transitions = rollout(
             env, partial(agent.act, state.params), partial(agent.value, state.params), score, carry,
             config.num_steps, env.episode_length, axis_name=AXIS)
@@ -275,33 +366,65 @@ def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_update
                                             transitions.valid)
         else:
             rewards = transitions.reward
-        key, update_key = jax.random.split(state.key)
         params, opt_state, losses = update(agent, optimizer, state.params, state.opt_state,
                                            make_batch(transitions, rewards, config), update_key, config, AXIS)
         valid = transitions.valid
         step_means = {"reward": transitions.reward, "scaled_reward": rewards, "episode_end": transitions.episode_end,
                       **transitions.metrics}
         sums = device_sum({"valid": valid.sum(), **{k: (v * valid).sum() for k, v in step_means.items()}}, AXIS)
-        metrics = {k: sums[k] / jnp.maximum(sums["valid"], 1.0) for k in step_means}
+        count = jnp.maximum(sums["valid"], 1.0)
+        metrics = {k: sums[k] / count for k in step_means}
+        # RewardDance's sign of reward hacking is this variance collapsing (`rewardax.train.monitor`).
+        metrics["reward_variance"] = device_sum((valid * (transitions.reward - metrics["reward"]) ** 2).sum(),
+                                                AXIS) / count
         metrics["env/non_finite_resets"] = jax.lax.psum(valid.size, AXIS) - sums["valid"]
         if {"oracle/dense", "oracle/success"} <= transitions.metrics.keys():
             metrics.update(reward_agreement(transitions.reward, transitions.metrics["oracle/dense"],
                                             transitions.metrics["oracle/success"], valid, AXIS))
         # The norms are NaN/inf as soon as any parameter is: the trainer's divergence check reads them.
         metrics = {**metrics, **losses, "param_norm": optax.tree.norm(params)}
-        if state.reward_params is not None:
-            metrics["reward_model/param_norm"] = optax.tree.norm(state.reward_params)
         if reference is not None:
             metrics.update({"reward_model/reference_replaced": replaced.astype(jnp.float32),
                             "reward_model/best_reward": value})
         state = state.replace(params=params, opt_state=opt_state, obs_stats=carry.obs_stats,
                               return_stats=scaler.stats, key=key, iteration=state.iteration + 1,
                               reward_reference=reference)
+        if learning is not None:
+            state, labels, learned = learn(state, reward, frozen, labels, carry.reward_memory.candidate, learn_key)
+            metrics.update(learned)
+        if state.reward_params is not None:
+            metrics["reward_model/param_norm"] = optax.tree.norm(state.reward_params)
         envs = EnvBatch(carry.env_state, carry.steps, carry.keys, scaler.returns)
-        return state, envs, metrics
+        return state, envs, labels, metrics
 
     # check_vma=False: MJX's solver has `lax.cond`s whose branches JAX's replication typing cannot match
     # under shard_map; replication is kept by construction (pmean/psum of everything shared).
-    sharded = jax.shard_map(step_on_one_device, mesh=mesh, in_specs=(P(), P(AXIS), P()),
-                            out_specs=(P(), P(AXIS), P()), check_vma=False)
-    return jax.jit(sharded, donate_argnums=(0, 1))
+    sharded = jax.shard_map(step_on_one_device, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS), P()),
+                            out_specs=(P(), P(AXIS), P(AXIS), P()), check_vma=False)
+    return jax.jit(sharded, donate_argnums=(0, 1, 2))
+
+
+def check_learning(env: TaskEnv, learning: RewardLearning, num_envs: int, mesh: Mesh) -> int:
+    """Queries per device per iteration; one clear error for a setting the step cannot run."""
+    if env.task is None or env.renderer(8, 8) is None:
+        raise ValueError(f"a reward model learns from a teacher that reads the task's oracle on rendered frames; "
+                         f"{type(env).__name__} has no task or draws nothing")
+    queries, _ = learning.per_device(mesh.devices.size)
+    pairs = num_envs // mesh.devices.size // 2
+    if queries > pairs:
+        raise ValueError(f"reward learning asks {queries} queries per device per iteration, but each device's "
+                         f"{num_envs // mesh.devices.size} envs offer {pairs} pairs of frames: lower "
+                         f"labels_per_iteration to at most {pairs * mesh.devices.size} or raise num_envs")
+    return queries
+
+
+def held_out_frames(env: TaskEnv, count: int, frame_size: int):
+    """``(frames, success, dense)`` of ``count`` states along the env's state path (`TaskEnv.state_path`), the
+    fixed set a learning reward model is tested on; None for ``count`` 0 or an env without a path."""
+    path = env.state_path(count) if count else None
+    if path is None:
+        return None
+    physics = path[2]
+    frames = jax.jit(env.renderer(frame_size, frame_size))(physics).rgb
+    return frames, jnp.asarray(env.task.success(physics), jnp.float32), jnp.asarray(env.task.dense(physics),
+                                                                                     jnp.float32)

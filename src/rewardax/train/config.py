@@ -21,8 +21,9 @@ import jax
 
 from rewardax.envs import CLASSIC
 from rewardax.rewards.config import (PAPER_CLIP, REWARD_CONFIGS, SMALL_CLIP, ClipRewardConfig, DenseRewardConfig,
-                                     RewardChoice)
+                                     RewardChoice, YesTokenRewardConfig)
 from rewardax.rl.ppo import PPOConfig
+from rewardax.rl.reward_update import RewardLearning
 
 
 HUMANOID_PPO = PPOConfig(
@@ -69,6 +70,11 @@ class TrainConfig:
     reward_every: int = 1
     """Score every k-th step of a rollout (and its first) and hold each env's last reward in between: a 1 B
     VLM costs about a hundred times CLIP B/32 per frame. Best as a divisor of ppo.num_steps."""
+    train_reward: bool = False
+    """Train the reward model inside the step from a simulated teacher (reward_learning says how): the yes-token
+    reward only, from any checkpoint, random included."""
+    reward_learning: RewardLearning = RewardLearning()
+    """With train_reward: the teacher and its label budget, which frames it is asked about, and the updates."""
     num_envs: int = 1024
     """Envs stepped in parallel, over all devices (a multiple of the device count)."""
     iterations: int = 1000
@@ -116,6 +122,9 @@ class TrainConfig:
             return [f"reward must be one of {', '.join(c.__name__ for c in REWARD_CONFIGS.values())}, got "
                     f"{self.reward!r}"]
         problems = []
+        if self.train_reward and not isinstance(self.reward, YesTokenRewardConfig):
+            problems.append(f"train_reward trains the yes-token reward model: choose reward:yes-token, not "
+                            f"reward:{self.reward.cli_name()}")
         for name, low in (("frame_size", 1), ("reward_every", 1), ("num_envs", 1), ("iterations", 1), ("checkpoint_every", 1),
                           ("keep_checkpoints", 1), ("eval_every", 0), ("eval_episodes", 1)):
             value = getattr(self, name)
@@ -144,20 +153,26 @@ def presets(task: str = TrainConfig.task) -> dict[str, TrainConfig]:
     does): the device count is only known then."""
     base = TrainConfig(task=task, ppo=ppo_for(task))
     devices = jax.device_count()
+
+    def labels(per_device: int, **changes) -> RewardLearning:  # teacher queries fit the envs' pairs of frames
+        return dataclasses.replace(base.reward_learning, labels_per_iteration=per_device * devices, **changes)
+
     return {
         "smoke": dataclasses.replace(
             base, reward=ClipRewardConfig(checkpoint="random", bfloat16=False), frame_size=32,
             num_envs=2 * devices, iterations=2,
             ppo=dataclasses.replace(base.ppo, num_steps=8, minibatches=2, epochs=2, hidden_sizes=(32, 32)),
-            checkpoint_every=1, eval_every=0, eval_episodes=2),
+            checkpoint_every=1, eval_every=0, eval_episodes=2,
+            reward_learning=labels(1, capacity=8 * devices, updates=2, batch=4, held_out=8)),
         "cpu": dataclasses.replace(base, reward=ClipRewardConfig(SMALL_CLIP, bfloat16=False), num_envs=8 * devices,
-                                   iterations=1000, eval_every=100, eval_episodes=4),
+                                   iterations=1000, eval_every=100, eval_episodes=4, reward_learning=labels(4)),
         "gpu": dataclasses.replace(base, num_envs=1024 * devices),
         "tpu": dataclasses.replace(base, num_envs=512 * devices),
         "paper": dataclasses.replace(base, reward=ClipRewardConfig(PAPER_CLIP, alpha=0.0),
                                      num_envs=-(-1024 // devices) * devices, iterations=500),  # 10 M env-steps
         "learning": dataclasses.replace(base, reward=DenseRewardConfig(), num_envs=-(-64 // devices) * devices,
-                                        iterations=100_000, checkpoint_every=50, eval_every=20, eval_episodes=32),
+                                        iterations=100_000, checkpoint_every=50, eval_every=20, eval_episodes=32,
+                                        reward_learning=labels(-(-32 // devices))),
     }
 
 

@@ -23,7 +23,9 @@ def run_dir_for(config: TrainConfig) -> pathlib.Path:
 
 
 def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+    """The fields that change a run's steps (how the reward model would learn, only if it learns)."""
+    ignored = set(RESUMABLE_CHANGES) | (set() if config.get("train_reward") else {"reward_learning"})
+    return {k: v for k, v in config.items() if k not in ignored}
 
 
 def as_json(config: TrainConfig) -> dict:
@@ -33,7 +35,9 @@ def as_json(config: TrainConfig) -> dict:
 
 
 def upgraded(saved: dict) -> dict:
-    """A config.json's config as today's fields name it: ``scale_reward`` moved into ``ppo`` on 2026-12-03."""
+    """A config.json's config as today's fields name it: ``scale_reward`` moved into ``ppo`` on 2026-12-03, and
+    ``train_reward`` (off in every earlier run) came the same day."""
+    saved = {"train_reward": False} | saved
     if "scale_reward" in saved:
         saved = {k: v for k, v in saved.items() if k != "scale_reward"} | {
             "ppo": {**saved["ppo"], "scale_reward": saved["scale_reward"]}}

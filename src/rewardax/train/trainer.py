@@ -49,7 +49,7 @@ from rewardax.train.checkpoints import Checkpoints
 from rewardax.train.config import TrainConfig
 from rewardax.train.evaluation import make_evaluation
 from rewardax.train.logger import Logger
-from rewardax.train.monitor import RewardModelCheck, non_finite
+from rewardax.train.monitor import HackingMonitor, RewardModelCheck, non_finite
 from rewardax.train.run_dir import check_resumable, check_same_config_everywhere, run_dir_for, write_config
 from rewardax.train.signals import StopOnSignal
 from rewardax.train.watchdog import TrainingStalled, Watchdog
@@ -82,13 +82,16 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
     check_same_config_everywhere(config)
     env = envs.check_env(envs.make(config.task, look=config.look) if env is None else env)
     reward = check_reward(config.reward.build(env) if reward is None else reward)
+    learning = config.reward_learning if config.train_reward else None
+    if learning is not None and reward.split()[1] is None:
+        reward = learning.make_trainable(reward)
     frozen_reward = distributed.replicate(reward.split()[0], mesh)  # on every device once, not copied every step
     run_dir = pathlib.Path(distributed.from_main(str(run_dir_for(config))))
     main = distributed.is_main_process()
 
     total_updates = config.iterations * config.ppo.epochs * config.ppo.minibatches
-    state, env_batch = rl_step.init(env, jax.random.PRNGKey(config.seed), config.ppo, config.num_envs, total_updates,
-                                    mesh, reward)
+    state, env_batch, labels = rl_step.init(env, jax.random.PRNGKey(config.seed), config.ppo, config.num_envs,
+                                            total_updates, mesh, reward, learning, config.frame_size)
     store = Checkpoints(run_dir / "checkpoints", config.keep_checkpoints)
     start = 0
     if store.latest() is not None:  # the run directory is bound to its config once it holds a checkpoint
@@ -96,20 +99,21 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
             raise ValueError(f"{run_dir} holds a run (checkpoints up to iteration {store.latest()}) and resume is "
                              f"off: choose another --run-dir, or resume it. Nothing was changed.")
         check_resumable(run_dir, config)
-        restored = store.restore_latest({"state": state, "envs": env_batch})
+        restored = store.restore_latest(_saved(state, env_batch, labels))
         if restored is not None:
             start, saved = restored
-            state, env_batch = saved["state"], saved["envs"]
+            state, env_batch, labels = saved["state"], saved["envs"], saved.get("labels")
     distributed.barrier("run directory checked")  # every process has read it before process 0 writes
     if main:
         write_config(run_dir, config)
     train_step = rl_step.make_train_step(env, config.ppo, config.num_envs, total_updates, config.frame_size, mesh,
-                                         config.reward_every)
+                                         config.reward_every, learning)
     evaluate = make_evaluation(env, config, mesh) if can_evaluate(env) else None
     check_reward_model = RewardModelCheck(enabled=reward.needs_frames)
+    watch_hacking = HackingMonitor(enabled=reward.needs_frames)
 
     def save(iteration):
-        store.save(iteration, {"state": state, "envs": env_batch})
+        store.save(iteration, _saved(state, env_batch, labels))
 
     def on_stall():
         # With one process, a pending save only writes host copies of an earlier state to disk; with several,
@@ -136,11 +140,11 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
             tqdm(total=config.iterations, initial=min(start, config.iterations), disable=not (progress and main),
                  unit="it", desc=f"{config.task}") as bar:
         def loop():
-            nonlocal state, env_batch, metrics, iteration, stop_reason
+            nonlocal state, env_batch, labels, metrics, iteration, stop_reason
             while iteration < config.iterations:
                 began = time.perf_counter()
-                new_state, new_env_batch, metrics = watch_steps(
-                    functools.partial(_run_step, train_step, state, env_batch, frozen_reward),
+                new_state, new_env_batch, new_labels, metrics = watch_steps(
+                    functools.partial(_run_step, train_step, state, env_batch, labels, frozen_reward),
                     f"iteration {iteration + 1}", run_dir / f"stall-{iteration + 1}.txt")
                 bad = non_finite(metrics)
                 if bad:
@@ -149,21 +153,23 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
                         f"iteration {iteration + 1}: non-finite {', '.join(bad)}; the run stopped and the last good "
                         f"checkpoint (iteration {store.latest()}) in {store.directory} is kept. Lower "
                         f"the learning rate or check the reward model's outputs.")
-                state, env_batch, iteration = new_state, new_env_batch, iteration + 1
+                state, env_batch, labels, iteration = new_state, new_env_batch, new_labels, iteration + 1
                 seconds = time.perf_counter() - began
                 metrics.update(iteration=iteration, env_steps=iteration * env_steps_per_iteration,
                                env_steps_per_s=env_steps_per_iteration / seconds)
                 if evaluate and ((config.eval_every and iteration % config.eval_every == 0)
                                  or iteration == config.iterations):
                     metrics.update(evaluate_now(iteration))
+                hacking, warnings = watch_hacking(metrics)
+                metrics.update(hacking)
                 log.scalars(metrics)
                 if callback is not None:
                     callback(iteration, metrics)
                 bar.update(1)
                 bar.set_postfix(_progress(metrics))
-                warning = check_reward_model(metrics)
-                if warning and main:
-                    tqdm.write(warning, file=sys.stderr)
+                for warning in [check_reward_model(metrics), *warnings]:
+                    if warning and main:
+                        tqdm.write(warning, file=sys.stderr)
                 stop = stop_asked(signals, iteration)
                 if stop:
                     stop_reason = f"signal {stop}"
@@ -191,17 +197,26 @@ def _progress(metrics: dict) -> dict:
     """The progress bar's numbers: speed, reward, oracle success, the reward model's agreement with the ground
     truth (r: Pearson vs the dense reward) and the latest evaluation."""
     shown = {"steps/s": f"{metrics['env_steps_per_s']:.0f}", "reward": f"{metrics['reward']:.4g}"}
-    for key, name in (("oracle/success", "success"), ("reward_model/pearson_dense", "r"), ("eval/success", "eval")):
+    for key, name in (("oracle/success", "success"), ("reward_model/pearson_dense", "r"),
+                      ("reward_model/held_out_accuracy", "rm_acc"), ("eval/success", "eval")):
         if key in metrics and math.isfinite(metrics[key]):
             shown[name] = f"{metrics[key]:.2f}"
+    if "reward_model/labels" in metrics:
+        shown["labels"] = f"{metrics['reward_model/labels']:.0f}"
     return shown
 
 
-def _run_step(train_step, state, env_batch, reward):
+def _run_step(train_step, state, env_batch, labels, reward):
     """One iteration, compiled if need be and run to completion, its metrics on the host: everything that
     waits on the device, for the watchdog to run off the main thread."""
-    state, env_batch, metrics = jax.block_until_ready(train_step(state, env_batch, reward))
-    return state, env_batch, {k: float(v) for k, v in jax.device_get(metrics).items()}
+    state, env_batch, labels, metrics = jax.block_until_ready(train_step(state, env_batch, labels, reward))
+    return state, env_batch, labels, {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def _saved(state, env_batch, labels) -> dict:
+    """What a checkpoint holds, by name: the train state, the envs and, when the reward model learns, its
+    labelled frames."""
+    return {"state": state, "envs": env_batch} | ({} if labels is None else {"labels": labels})
 
 
 def _kept(store: Checkpoints) -> str:

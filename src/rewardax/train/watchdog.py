@@ -1,7 +1,7 @@
 """Runs each training iteration off the main thread under a time limit, so a hung one fails loudly.
 
     watch = Watchdog(config, on_stall=lambda: "the last checkpoint (iteration 2) is kept")
-    result = watch(lambda: jax.block_until_ready(train_step(state, batch, reward)), "iteration 3",
+    result = watch(lambda: jax.block_until_ready(train_step(state, batch, labels, reward)), "iteration 3",
                    run_dir / "stall-3.txt")
 
 A computation can hang inside C++ (a deadlocked kernel, a lost collective) at 0% CPU. If the main thread

@@ -61,3 +61,39 @@ def test_the_yes_token_smoke_experiment_trains_with_the_pairwise_reward(tmp_path
     reference = Checkpoints(tmp_path / "checkpoints").read()["state/reward_reference"]  # checkpointed with the agent
     assert reference.dtype == np.uint8 and reference.ndim == 3 and reference.shape[-1] == 3
     assert (tmp_path / "videos" / "iteration_000002.mp4").stat().st_size > 0
+
+
+def test_the_yes_token_smoke_experiment_trains_its_reward_model_and_resumes_bit_for_bit(tmp_path):
+    """``python experiments/humanoid_yes_token.py --preset smoke --train-reward``: the tiny random InternVL learns
+    inside the step from the simulated teacher (labels, updates, held-out test, hacking monitor), its weights,
+    optimiser state and labelled frames are checkpointed by name, and a run stopped after one iteration and resumed
+    ends with every leaf equal to the run that never stopped."""
+    import humanoid_yes_token
+    import jax
+    import train
+
+    def run(run_dir, iterations):
+        argv = ["--preset", "smoke", "--run-dir", str(run_dir), "--iterations", str(iterations), "--eval-episodes",
+                "1", "--train-reward"]
+        return train.main(argv, task="kneeling", reward=humanoid_yes_token.yes_token_reward)
+
+    whole = run(tmp_path / "whole", 2)
+    metrics = whole["metrics"]
+    queries = jax.device_count()  # the smoke preset asks one query per device per iteration
+    assert metrics["reward_model/labels"] == 2 * queries
+    for name in ("reward_model/loss", "reward_model/param_norm", "reward_model/held_out_accuracy",
+                 "hacking/reward_variance", "hacking/variance_ratio"):
+        assert np.isfinite(metrics[name]), name
+    leaves = Checkpoints(tmp_path / "whole" / "checkpoints").read()
+    assert leaves["labels/frames"].shape[1:] == (2, 32, 32, 3) and leaves["labels/labelled"].sum() == 2 * queries
+    assert any(name.startswith("state/reward_params/") for name in leaves)
+    assert any(name.startswith("state/reward_opt_state/") for name in leaves)
+    first = json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["reward_model/labels"] == queries
+
+    run(tmp_path / "resumed", 1)
+    run(tmp_path / "resumed", 2)  # resumes from iteration 1
+    resumed = Checkpoints(tmp_path / "resumed" / "checkpoints").read()
+    assert resumed.keys() == leaves.keys()
+    for name in leaves:
+        np.testing.assert_array_equal(np.asarray(resumed[name]), np.asarray(leaves[name]), err_msg=name)

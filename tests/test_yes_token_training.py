@@ -132,7 +132,7 @@ def test_reward_model_updates_on_labels_split_over_four_devices_equal_one_device
                  for i in range(devices)]
         return jax.tree.map(lambda *x: jnp.concatenate(x), *rings)
 
-    config = RewardLearning(updates=3, ce_weight=0.1)
+    config = RewardLearning(updates=3, batch=0, ce_weight=0.1)  # every example, every update
 
     def run(mesh):
         update = jax.shard_map(
@@ -146,7 +146,7 @@ def test_reward_model_updates_on_labels_split_over_four_devices_equal_one_device
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(one_metrics["reward_model/loss"], four_metrics["reward_model/loss"], rtol=1e-4)
     before = update_reward_model(frozen, params, frozen.optimizer.init(params), buffers(1), jax.random.key(0),
-                                 RewardLearning(updates=1), None)[2]["reward_model/loss"]
+                                 RewardLearning(updates=1, batch=0), None)[2]["reward_model/loss"]
     after = update_reward_model(frozen, one, frozen.optimizer.init(one), buffers(1), jax.random.key(0),
-                                RewardLearning(updates=1), None)[2]["reward_model/loss"]
+                                RewardLearning(updates=1, batch=0), None)[2]["reward_model/loss"]
     assert float(after) < float(before)

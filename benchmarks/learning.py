@@ -1,9 +1,18 @@
-"""Learning curves: PPO trains humanoid tasks with a ground-truth reward through the flagship's trainer.
+"""Learning curves: PPO trains tasks through the flagship's trainer with a ground-truth reward, or with a
+yes-token reward model that starts knowing nothing and learns inside the step from the simulated teacher.
 
     python benchmarks/learning.py                                     # kneeling, splits, lotus; 30 min each
     python benchmarks/learning.py --tasks kneeling --minutes 5        # a quick look
     python benchmarks/learning.py --tasks kneeling --rewards oracle   # adds a run to runs/learning
+    python benchmarks/learning.py --tasks cartpole --rewards learned --minutes 10 --out docs/learned
+    python benchmarks/learning.py --tasks cartpole --rewards learned --mistake 0.1   # a teacher that errs
     python benchmarks/learning.py --tasks cartpole --smoke --random-episodes 2 --out /tmp/l   # checks the script
+
+``learned``: a tiny randomly initialised InternVL (`rewardax.models.write_random_vlm`, 56 px frames) scores the
+frames (P("yes") renormalised over yes and no) and trains in the step on the teacher's answers
+(``--train-reward`` with the preset's `rewardax.rl.reward_update.RewardLearning`; ``--mistake`` and
+``--label-budget`` change its teacher and budget, and name the run after what they change). Its curves add the
+reward model's accuracy on the held-out frames and the labels spent.
 
 Every run is `rewardax.train.train` (the same step, trainer, checkpoints and evaluation as
 `experiments/humanoid_splits.py`) with the ``learning`` preset (``classic`` for CartPole and MountainCar), stopped
@@ -31,7 +40,7 @@ from common import machine as describe_machine
 
 import rewardax.envs as envs
 from rewardax import cli
-from rewardax.rewards import REWARD_CONFIGS
+from rewardax.rewards import REWARD_CONFIGS, YesTokenRewardConfig
 from rewardax.train.config import presets
 from rewardax.train import train
 
@@ -41,7 +50,12 @@ class Args:
     tasks: tuple[str, ...] = ("kneeling", "splits", "lotus")
     """Tasks to train."""
     rewards: tuple[str, ...] = ("dense",)
-    """Ground-truth rewards to train with: dense and/or oracle (binary)."""
+    """Rewards to train with: dense and/or oracle (the ground truth, dense or binary), learned (the yes-token model trained
+    in the step from the simulated teacher)."""
+    mistake: float = 0.0
+    """learned: the teacher's probability of flipping a label (B-Pref's mistake)."""
+    label_budget: int = 0
+    """learned: the teacher's queries in the whole run (0: the preset's)."""
     minutes: float = 30.0
     """Wall-time budget of each run."""
     num_envs: int = 0
@@ -74,14 +88,39 @@ def random_policy_rate(task: str, episodes: int, seed: int = 0) -> float:
     return float(run(jax.random.key(seed)))
 
 
+LEARNED = "learned"
+
+
+def run_name(reward: str, args: Args) -> str:
+    """The reward's name in the results: a learned run is named after the teacher settings it changes."""
+    if reward != LEARNED:
+        return reward
+    changes = [f"mistake {args.mistake:g}"] if args.mistake else []
+    changes += [f"{args.label_budget} labels"] if args.label_budget else []
+    return f"{LEARNED} ({', '.join(changes)})" if changes else LEARNED
+
+
+def reward_settings(reward: str, args: Args, config) -> dict:
+    """The config fields that make ``reward``: a ground-truth reward by name, or the yes-token model learning."""
+    if reward != LEARNED:
+        return {"reward": REWARD_CONFIGS[reward]()}
+    learning = config.reward_learning
+    learning = dataclasses.replace(learning, teacher=dataclasses.replace(learning.teacher, mistake=args.mistake),
+                                   label_budget=args.label_budget or learning.label_budget)
+    return {"reward": YesTokenRewardConfig(checkpoint="random", bfloat16=False, score="p_yes_given_yes_or_no"),
+            "train_reward": True, "reward_learning": learning, "frame_size": 56}
+
+
 def run_one(task: str, reward: str, args: Args, out: pathlib.Path) -> dict:
     config = presets(task)["learning"]
     if args.smoke:
         smoke = presets(task)["smoke"]
         config = dataclasses.replace(config, **{name: getattr(smoke, name) for name in (
-            "num_envs", "iterations", "frame_size", "eval_episodes", "ppo")}, eval_every=0, checkpoint_every=1)
-    config = dataclasses.replace(config, task=task, reward=REWARD_CONFIGS[reward](), seed=args.seed,
-                                 run_dir=str(out / f"{task}-{reward}"),
+            "num_envs", "iterations", "frame_size", "eval_episodes", "ppo", "reward_learning")}, eval_every=0,
+            checkpoint_every=1)
+    name = run_name(reward, args)
+    config = dataclasses.replace(config, task=task, seed=args.seed, **reward_settings(reward, args, config),
+                                 run_dir=str(out / f"{task}-{name}".replace(" ", "_").replace(",", "")),
                                  **({"num_envs": args.num_envs} if args.num_envs else {}))
     deadline = time.perf_counter() + 60 * args.minutes
     curve = []
@@ -90,37 +129,51 @@ def run_one(task: str, reward: str, args: Args, out: pathlib.Path) -> dict:
         if "eval/success" in metrics:
             curve.append({"iteration": iteration, "env_steps": metrics["env_steps"],
                           "seconds": round(60 * args.minutes - (deadline - time.perf_counter()), 1),
-                          "success": metrics["eval/success"], "dense": metrics.get("eval/dense")})
+                          "success": metrics["eval/success"], "dense": metrics.get("eval/dense"),
+                          **{key: metrics[f"reward_model/{key}"] for key in ("held_out_accuracy", "labels")
+                             if f"reward_model/{key}" in metrics}})
         if time.perf_counter() > deadline:
             signal.raise_signal(signal.SIGTERM)  # the trainer saves and stops after this iteration
 
     summary = train(config, callback=on_iteration)
-    return {"task": task, "reward": reward, "num_envs": config.num_envs, "iterations": summary["iterations"],
+    return {"task": task, "reward": name, "num_envs": config.num_envs, "iterations": summary["iterations"],
             "final_success": curve[-1]["success"] if curve else None,
             "best_success": max((p["success"] for p in curve), default=None), "curve": curve}
 
 
-REWARD_COLOURS = {"dense": "C0", "oracle": "C1"}
+REWARD_COLOURS = {"dense": "C0", "oracle": "C1", LEARNED: "C2"}
 
 
 def plot(results: list[dict], baselines: dict[str, float], path: pathlib.Path, title: str) -> None:
+    """One column per task: oracle success against env-steps for every run, and where a reward model learned,
+    rows below with its held-out accuracy and the labels it was given."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = sorted({r["task"] for r in results}, key=[r["task"] for r in results].index)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for result in (r for r in results if r["task"] == task):
-            steps = [p["env_steps"] / 1e6 for p in result["curve"]]
-            ax.plot(steps, [p["success"] for p in result["curve"]], marker=".", label=f"{result['reward']} reward",
-                    color=REWARD_COLOURS.get(result["reward"]))
-        ax.axhline(baselines[task], color="grey", linestyle="--", label="random policy")
-        ax.axhline(0.8, color="green", linestyle=":", linewidth=0.8)
-        ax.set(title=task, xlabel="env-steps (millions)", ylim=(-0.02, 1.02))
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("oracle success, last frame\n(deterministic evaluation)")
+    rows = [("success", "oracle success, last frame\n(deterministic evaluation)")]
+    if any("labels" in p for r in results for p in r["curve"]):
+        rows += [("held_out_accuracy", "reward model: held-out\npairwise accuracy"), ("labels", "labels spent")]
+    fig, axes = plt.subplots(len(rows), len(tasks), figsize=(4.2 * len(tasks), 3.0 * len(rows)), squeeze=False,
+                             sharex="col")
+    for column, task in enumerate(tasks):
+        for row, (key, label) in enumerate(rows):
+            ax = axes[row][column]
+            for result in (r for r in results if r["task"] == task):
+                points = [p for p in result["curve"] if key in p]
+                if points:
+                    ax.plot([p["env_steps"] / 1e6 for p in points], [p[key] for p in points], marker=".",
+                            label=f"{result['reward']} reward", color=REWARD_COLOURS.get(result["reward"]))
+            if key == "success":
+                ax.axhline(baselines[task], color="grey", linestyle="--", label="random policy")
+                ax.axhline(0.8, color="green", linestyle=":", linewidth=0.8)
+                ax.set(title=task, ylim=(-0.02, 1.02))
+            if column == 0:
+                ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        axes[-1][column].set_xlabel("env-steps (millions)")
     legend = {}  # every series of every panel, once
     for ax in axes[0]:
         legend.update(zip(ax.get_legend_handles_labels()[1], ax.get_legend_handles_labels()[0]))
@@ -145,10 +198,12 @@ def main(args: Args) -> None:
             result = {"machine": machine, "minutes": args.minutes, "random_policy_success": baselines[task],
                       **run_one(task, reward, args, out)}
             print(json.dumps(result), flush=True)
-            results = [r for r in results if (r["task"], r["reward"]) != (task, reward)] + [result]
+            results = [r for r in results if (r["task"], r["reward"]) != (task, result["reward"])] + [result]
             saved.write_text(json.dumps(results, indent=1))
+            kinds = "ground-truth and learned rewards" if any(LEARNED in r["reward"] for r in results) \
+                else "ground-truth rewards"
             plot(results, baselines, out / "learning.png",
-                 f"PPO, ground-truth rewards, {args.minutes:g} min per run on {machine['cpu_count']} CPU cores "
+                 f"PPO, {kinds}, {args.minutes:g} min per run on {machine['cpu_count']} CPU cores "
                  f"({machine['backend']})")
 
 

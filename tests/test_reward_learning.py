@@ -175,3 +175,21 @@ def test_the_hacking_monitor_warns_when_the_variance_collapses_or_the_proxy_leav
     else:
         raise AssertionError("no warning for a reward rising against the ground truth")
     assert HackingMonitor(enabled=False)({"reward_variance": 1.0, "reward": 0.0}) == ({}, [])
+
+
+def test_a_run_starts_from_the_labels_of_a_dataset_on_disk(tmp_path):
+    from rewardax.eval.dataset import generate
+    from rewardax.train import train
+
+    generate(envs.make("cartpole"), "cartpole", tmp_path / "data", episodes=2, every=100, path_frames=8,
+             frame_size=32)  # 12 frames: 6 pairs
+    smoke = presets("cartpole")["smoke"]
+    config = dataclasses.replace(
+        smoke, reward=YesTokenRewardConfig(checkpoint="random", bfloat16=False), train_reward=True, iterations=1,
+        run_dir=str(tmp_path / "run"), reward_learning=dataclasses.replace(
+            smoke.reward_learning, labels_from=str(tmp_path / "data")))
+    summary = train(config, progress=False)
+    assert summary["metrics"]["reward_model/labels"] == 6 + jax.device_count()  # the dataset's, then one per device
+    with pytest.raises(ValueError, match="frames are 32×32 but the run's frame_size is 16"):
+        train(dataclasses.replace(config, frame_size=16, run_dir=str(tmp_path / "other")), progress=False)
+    assert not (tmp_path / "other").exists()  # refused before anything was written

@@ -5,7 +5,7 @@
 
 A mistake is what the library raises for input it rejects (`user_errors`): a ValueError (a bad option, a
 malformed reward spec, a damaged dataset or checkpoint: `rewardax.models.CheckpointError`,
-`rewardax.train.CheckpointMismatch`, `rewardax.eval.dataset.DatasetError`, `UsageError`), a FileNotFoundError
+`rewardax.train.CheckpointMismatch`, `rewardax.labelled_frames.DatasetError`, `UsageError`), a FileNotFoundError
 (`rewardax.models.CheckpointNotFoundError`), and the trainer's `CheckpointCorrupt`, `TrainingDiverged`,
 `ProcessLost` and `TrainingStalled`. It is printed as ``error: <message>`` on stderr, with nothing else.
 Importing this module imports neither JAX nor the rest of rewardax: the trainer's error classes are looked up

@@ -6,14 +6,21 @@ cross-entropy term reads them), and a weight (0: an empty slot, or a query the t
 overwrite the oldest once it is full, so the model keeps seeing poses the policy has left behind for as long as
 the ring holds them. The training step keeps one ring per device, split along the env axis like the envs (each
 device labels frames of its own envs: nothing is gathered or replicated), and checkpoints it by name. So that the
-whole ring splits along that axis, its counters are arrays of one element per device, not scalars.
+whole ring splits along that axis, its counters are arrays of one element per device, not scalars. A run may
+start with its rings filled from a labelled-frame dataset on disk (`from_dataset`).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
+
+if TYPE_CHECKING:
+    from rewardax.rewards.teacher import Teacher
 
 
 @struct.dataclass
@@ -68,3 +75,36 @@ class LabelBuffer:
         return self.replace(frames=self.frames[slots], label=self.label[slots], answers=self.answers[slots],
                             weight=self.weight[slots] * (self.count[0] > 0), next=jnp.zeros(1, jnp.int32),
                             count=jnp.full(1, n, jnp.int32))
+
+
+def from_dataset(data: dict[str, np.ndarray], teacher: Teacher, key: jax.Array, capacity_per_device: int,
+                 devices: int, frame_size: int) -> LabelBuffer:
+    """Rings of ``devices`` devices, ``capacity_per_device`` slots each, holding the teacher's preferences between
+    the frames of a labelled dataset (`rewardax.labelled_frames.load`), laid out as `rewardax.rl.step.init` lays
+    out its empty ones: the devices' rings concatenated, counters [devices]. Host-side, run once before training.
+
+    The N frames are paired at random, the i-th with the (i + N // 2)-th of a permutation (N // 2 pairs), and the
+    teacher answers each pair as `rewardax.rl.reward_update.ask_teacher` has it answer the rollout's; pair j goes
+    to device j mod ``devices`` (round robin: the devices' shares differ by at most one). Every pair counts as a
+    label spent (``labelled``)."""
+    size = data["frames"].shape[1]
+    if size != frame_size:
+        raise ValueError(f"the dataset's frames are {size}×{size} but the run's frame_size is {frame_size}: "
+                         f"regenerate the dataset with --frame-size {frame_size}, or set the run's frame_size to "
+                         f"{size}")
+    count = len(data["frames"])
+    pairs = count // 2
+    if pairs > devices * capacity_per_device:
+        raise ValueError(f"the dataset's {pairs} pairs do not fit the {devices * capacity_per_device} labelled "
+                         f"examples kept ({devices} devices × {capacity_per_device}): raise reward_learning.capacity "
+                         f"to at least {-(-pairs // devices) * devices}, or use a smaller dataset")
+    pair_key, prefer_key, yes_a_key, yes_b_key = jax.random.split(key, 4)
+    order = np.asarray(jax.random.permutation(pair_key, count))
+    a, b = order[:pairs], order[pairs:2 * pairs]
+    label, weight = teacher.prefer(prefer_key, data["dense"][a], data["dense"][b])
+    answers = jnp.stack([teacher.yes_no(yes_a_key, data["success"][a])[0],
+                         teacher.yes_no(yes_b_key, data["success"][b])[0]], 1)
+    examples = (np.stack([data["frames"][a], data["frames"][b]], axis=1), label, answers, weight)
+    empty = LabelBuffer.create(capacity_per_device, 2, data["frames"].shape[1:])
+    rings = [empty.add(*(x[d::devices] for x in examples)) for d in range(devices)]
+    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *rings)

@@ -1,4 +1,11 @@
-"""Updates of a trainable reward model on labelled frames, inside the data-parallel step (RewardDance's recipes).
+"""A reward model learning inside the data-parallel step: what it is trained on, how, and how it is tested.
+
+Per iteration (`rewardax.rl.step`): each device pairs its envs' frames at random, asks the simulated teacher
+(`rewardax.rewards.teacher`) about ``labels_per_iteration / devices`` of the pairs (`ask_teacher`; chosen
+uniformly or by the model's uncertainty) until the run's ``label_budget`` is spent, keeps the answers in its ring
+(`rewardax.rl.label_buffer`), and after the PPO update takes ``updates`` optimiser steps on its labelled frames
+(`update_reward_model`, RewardDance's recipes below); then the model is tested on fixed frames along the env's
+state path (`held_out_agreement`).
 
 - A pairwise model (one that compares a frame with a reference image) learns from preferences "a is better than
   b" by next-token cross-entropy on its answer to "is image 2 (a) better than image 1 (b)?".
@@ -61,6 +68,9 @@ class RewardLearning:
     """Frames along the env's state path (`TaskEnv.state_path`) the model is tested on after every update."""
     teacher: Teacher = Teacher()
     """The simulated labeller (`rewardax.rewards.teacher`): rational, or with B-Pref's mistakes and noise."""
+    labels_from: str = ""
+    """A labelled dataset (`rewardax.labelled_frames`, made by ``python -m rewardax.eval.dataset``) whose frames,
+    paired and answered by the teacher, fill the rings before the first iteration (they count as labels spent)."""
 
     def __post_init__(self):
         problems = [f"{name} must be a non-negative integer, got {getattr(self, name)!r}"
@@ -189,12 +199,15 @@ def ask_teacher(reward, frames: jax.Array, success: jax.Array, dense: jax.Array,
 
 def held_out_agreement(reward, frames: jax.Array, success: jax.Array, dense: jax.Array) -> dict[str, jax.Array]:
     """The model's rewards on a fixed set of frames against their ground truth: ``reward_model/held_out_accuracy``,
-    the share of frame pairs with different dense values that the rewards order the same way (ties half), and
-    ``reward_model/held_out_auc``, ROC-AUC of the reward as a detector of oracle success (NaN without both)."""
+    the share of frame pairs with different dense values that the rewards order the same way (ties half),
+    ``reward_model/held_out_auc``, ROC-AUC of the reward as a detector of oracle success (NaN without both), and
+    ``reward_model/held_out_variance``, the rewards' variance over these frames: the scale of a model that
+    changes, against which the hacking monitor measures the variance of the rollouts' rewards."""
     value = reward(frames, None)[0].astype(jnp.float32)
     truth = jnp.sign(dense[:, None] - dense[None, :])
     said = jnp.sign(value[:, None] - value[None, :])
     counted = truth != 0
     agree = jnp.where(said == truth, 1.0, jnp.where(said == 0, 0.5, 0.0))
     accuracy = (agree * counted).sum() / jnp.maximum(counted.sum(), 1)
-    return {"reward_model/held_out_accuracy": accuracy, "reward_model/held_out_auc": roc_auc(value, success > 0.5)}
+    return {"reward_model/held_out_accuracy": accuracy, "reward_model/held_out_auc": roc_auc(value, success > 0.5),
+            "reward_model/held_out_variance": value.var()}

@@ -48,7 +48,9 @@ class HackingMonitor:
 
     - ``hacking/reward_variance``: the variance of the rewards within an iteration (``reward_variance``), averaged
       over the window; ``hacking/variance_ratio``: that over its highest value so far. RewardDance's measure: a
-      policy that found a frame the model scores high everywhere collapses it.
+      policy that found a frame the model scores high everywhere collapses it. A reward model that learns changes
+      its scale as it goes, so its variance is measured in units of its variance on the held-out frames
+      (``reward_model/held_out_variance``).
     - ``hacking/gap``: the proxy–oracle gap, how much faster the reward rose than the dense ground truth over the
       window (each as the change from the window's first half to its second, in units of its spread there).
 
@@ -69,7 +71,8 @@ class HackingMonitor:
         """``(metrics to log, warnings)`` after an iteration with ``metrics``."""
         if not self.enabled or "reward_variance" not in metrics:
             return {}, []
-        self.history.append((metrics["reward_variance"], metrics["reward"], metrics.get("oracle/dense", math.nan),
+        variance = metrics["reward_variance"] / metrics.get("reward_model/held_out_variance", 1.0)
+        self.history.append((variance if math.isfinite(variance) else 0.0, metrics["reward"], metrics.get("oracle/dense", math.nan),
                              metrics.get("oracle/success", math.nan)))
         variance, reward, dense, success = (list(column) for column in zip(*self.history))
         mean_variance = statistics.fmean(variance)

@@ -41,10 +41,11 @@ import jax
 from tqdm import tqdm
 
 import rewardax.envs as envs
-from rewardax import distributed
+from rewardax import distributed, labelled_frames
 from rewardax.rewards import Reward, check_reward
 from rewardax.rl import step as rl_step
 from rewardax.rl.evaluate import can_evaluate
+from rewardax.rl.label_buffer import from_dataset
 from rewardax.train.checkpoints import Checkpoints
 from rewardax.train.config import TrainConfig
 from rewardax.train.evaluation import make_evaluation
@@ -85,6 +86,7 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
     learning = config.reward_learning if config.train_reward else None
     if learning is not None and reward.split()[1] is None:
         reward = learning.make_trainable(reward)
+    dataset = labelled_frames.load(learning.labels_from) if learning and learning.labels_from else None
     frozen_reward = distributed.replicate(reward.split()[0], mesh)  # on every device once, not copied every step
     run_dir = pathlib.Path(distributed.from_main(str(run_dir_for(config))))
     main = distributed.is_main_process()
@@ -92,6 +94,11 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
     total_updates = config.iterations * config.ppo.epochs * config.ppo.minibatches
     state, env_batch, labels = rl_step.init(env, jax.random.PRNGKey(config.seed), config.ppo, config.num_envs,
                                             total_updates, mesh, reward, learning, config.frame_size)
+    if dataset is not None:  # a resumed run's rings come from its checkpoint instead
+        labels = jax.device_put(
+            from_dataset(dataset, learning.teacher, jax.random.PRNGKey(config.seed),
+                         learning.per_device(mesh.devices.size)[1], mesh.devices.size, config.frame_size),
+            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(rl_step.AXIS)))
     store = Checkpoints(run_dir / "checkpoints", config.keep_checkpoints)
     start = 0
     if store.latest() is not None:  # the run directory is bound to its config once it holds a checkpoint

@@ -1,25 +1,49 @@
-"""The end-to-end ladder: physics → + render → + CLIP reward → + PPO update. JSON lines; no assertions.
+"""The end-to-end ladder: physics → + render → + reward model → + PPO update → + reward-model update, in JSON
+lines; no assertions.
 
     python benchmarks/ladder.py                                # CPU: 1, 4 and 16 envs
     python benchmarks/ladder.py --num-envs 1 4 --steps 2 --ppo.num-steps 2 --ppo.epochs 1 --ppo.minibatches 1
     python benchmarks/ladder.py --num-envs 1 --steps 1 --repeats 1 --frame-size 16 --clip tiny \
         --ppo.num-steps 2 --ppo.epochs 1 --ppo.minibatches 1 --ppo.hidden-sizes 8   # checks the script only
     python benchmarks/ladder.py --num-envs 256 1024 4096 --bfloat16    # one GPU / TPU chip
+    python benchmarks/ladder.py --reward yes-token --num-envs 256 1024 --bfloat16   # InternVL3-1B, with rung 5
+    python benchmarks/ladder.py --reward yes-token --checkpoint random --rungs reward_update --num-envs 2 --steps 1 \
+        --repeats 1 --frame-size 16 --ppo.num-steps 2 --ppo.epochs 1 --ppo.minibatches 1 --ppo.hidden-sizes 8 \
+        --learning.updates 1 --learning.batch 2 --learning.labels-per-iteration 1 --learning.capacity 2 \
+        --learning.held-out 2   # checks rung 5 only
 
-Every rung is one jitted program on ONE device (rung 4 runs `make_train_step` on a one-device mesh), so all
+Every rung is one jitted program on ONE device (rungs 4-5 run `make_train_step` on a one-device mesh), so all
 numbers are per chip, like the projections. env-steps/s = envs × steps / seconds, best of ``--repeats`` calls after
 a warm-up call that compiles (`common.timed`; the median is reported too). Rungs 1–3 are a `lax.scan` over
 ``--steps`` steps of a vmapped batch, with fixed random actions:
 
 1. ``physics``: `env.step` (the MJX humanoid of the task, frame_skip 5);
 2. ``render``:  + every env's frame rendered by the task camera at ``--frame-size``² (224);
-3. ``reward``:  + every frame scored by the VLM-RM goal–baseline `ClipReward` with a ViT-B/32-shaped CLIP
-   (vision width 768 × 12 layers, patch 32, 224 px; text 512 × 12; projection 512) with random weights (speed
-   does not depend on the weights): float32 matmuls, or bfloat16 with ``--bfloat16`` (for accelerators);
-   ``--clip tiny`` swaps in the tiny random CLIP of the tests (width 64, 2 layers) to check the script quickly;
+3. ``reward``:  + every frame scored by the reward model (``--reward``; float32 matmuls, or bfloat16 with
+   ``--bfloat16``, for accelerators):
+
+   - ``clip`` (the default): the VLM-RM goal–baseline `ClipReward` with a ViT-B/32-shaped CLIP (vision width
+     768 × 12 layers, patch 32, 224 px; text 512 × 12; projection 512) with random weights (speed does not depend
+     on the weights); ``--clip tiny`` swaps in the tiny random CLIP of the tests (width 64, 2 layers) to check
+     the script quickly;
+   - ``yes-token``: the pointwise `YesTokenReward` the trainer builds (`YesTokenRewardConfig`) from
+     ``--checkpoint``: InternVL3-1B by default, a local directory (e.g. the 1B-shaped random weights
+     benchmarks/yes_token.py writes under outputs/yes_token_bench/1b), or ``random``, the tests' tiny random
+     InternVL (56 px), to check the script;
 4. ``update``:  one whole `rewardax.rl.step.make_train_step` iteration: a rollout of ``ppo.num_steps`` steps
    (policy, physics, render, reward, auto-reset), reward scaling, GAE and ``ppo.epochs × ppo.minibatches`` PPO
-   steps; its env-steps are num_envs × ppo.num_steps.
+   steps; its env-steps are num_envs × ppo.num_steps;
+5. ``reward_update`` (yes-token only: CLIP cannot learn in the step): the same iteration with the reward model
+   learning in it (``--learning``, `rewardax.rl.reward_update.RewardLearning`, which makes the model trainable:
+   full fine-tuning, or LoRA with ``--learning.lora-rank``): the teacher's labelling of the rollout's frames,
+   ``learning.updates`` reward-model steps after PPO's and the held-out test. It is timed beside rung 4's frozen
+   iteration (the same program, timed once when both rungs run): ``frozen_s`` and ``learning_s`` (best calls;
+   ``*_median_s`` too) and the reward-model update's share of the learning iteration, ``reward_update_share`` =
+   (learning − frozen) / learning (from best calls, so noise can push it outside [0, 1] when the update is
+   cheap), with the settings used in ``learning``. ``labels_per_iteration`` is capped at num_envs // 2 (a query
+   pairs two envs' frames); below 2 envs the rung prints a ``skipped`` line. No FLOPs or projection here.
+
+``--rungs`` picks rungs; by default every rung the reward model allows (all five for yes-token, 1-4 for CLIP).
 
 FLOPs per env-step come from XLA's cost analysis of loop-free pieces, since it counts a loop body once whatever
 its trip count (see benchmarks/env_render.py and benchmarks/clip_tower.py):
@@ -27,8 +51,9 @@ its trip count (see benchmarks/env_render.py and benchmarks/clip_tower.py):
 - ``physics``: one `mjx.step` × frame_skip. MJX's constraint solver iterates inside a step and its loop body
   counts once, so this is a lower bound;
 - ``render``: one frame (the renderer has no loops: exact);
-- ``clip``: preprocessing + image embedding + reward of one frame, with the layer `lax.scan` fully unrolled
-  (``scan_unroll=True``, as clip_tower.py does; ~8.8 GFLOPs for B/32);
+- ``clip`` or ``yes_token`` (the reward model): preprocessing + image embedding + reward of one frame, with the
+  layer `lax.scan`s fully unrolled (``scan_unroll=True``, as clip_tower.py does; ~8.8 GFLOPs for CLIP B/32; the
+  yes-token model's prompt prefix is encoded once, when the reward is built, so it is not counted);
 - ``policy`` (rung 4): the policy sample and two value evaluations of one env-step;
 - ``update`` (rung 4): one minibatch step of `rewardax.rl.ppo.update` (gradient + Adam), on a batch built by the
   library's own `rollout` and `make_batch`, × epochs × minibatches ÷ env-steps per iteration (GAE and reward
@@ -36,14 +61,16 @@ its trip count (see benchmarks/env_render.py and benchmarks/clip_tower.py):
 
 ``projection`` lines are FLOP-count ARITHMETIC, NOT MEASUREMENTS: env-steps/s a chip would reach if each piece
 ran at a stated fraction of a peak, time per env-step = Σ FLOPs(piece) / rate(piece) (no overlap between pieces).
-CLIP is assumed to run in bfloat16 on the matrix units (tensor cores / MXU) whatever this run used; physics,
-render and the small policy MLPs are float32 and not matmul-heavy, so they will run far below any matmul peak.
+The reward model is assumed to run in bfloat16 on the matrix units (tensor cores / MXU) whatever this run used;
+physics, render and the small policy MLPs are float32 and not matmul-heavy, so they will run far below any matmul
+peak.
 Three views per chip:
 
 - ``all_at_bf16_matrix_peak``: everything at utilisation × the bf16 matrix peak (the naive upper bound);
-- ``per_dtype_peak``: CLIP at utilisation × bf16 matrix peak, the float32 pieces at utilisation × fp32 vector peak;
-- ``realistic``: CLIP at utilisation × bf16 matrix peak, the float32 pieces at `VECTOR_EFFICIENCY` × fp32
-  vector peak (an assumption: MJX and the ray caster are gather/branch-heavy and far from dense arithmetic).
+- ``per_dtype_peak``: the reward model at utilisation × bf16 matrix peak, the float32 pieces at utilisation ×
+  fp32 vector peak;
+- ``realistic``: the reward model at utilisation × bf16 matrix peak, the float32 pieces at `VECTOR_EFFICIENCY` ×
+  fp32 vector peak (an assumption: MJX and the ray caster are gather/branch-heavy and far from dense arithmetic).
 
 None of them models memory bandwidth, kernel launches or compilation choices, and physics FLOPs are a lower bound,
 so even the realistic view is optimistic for the physics-heavy rungs. The assumptions are the named constants
@@ -71,10 +98,12 @@ from rewardax import cli
 
 with contextlib.redirect_stdout(sys.stderr):  # mujoco.mjx prints "Failed to import warp" to stdout: keep it JSON
     import rewardax.envs as envs
-    from rewardax.models import CLIP, load_tokenizer
+    from rewardax.models import CLIP, InternVL, load_tokenizer
     from rewardax.models.clip_checkpoints import tiny_clip_config_dict, tiny_clip_vocab, write_clip_tokenizer
-    from rewardax.rewards import ClipReward
+    from rewardax.rewards import ClipReward, YesTokenRewardConfig
+    from rewardax.rewards.config import PAPER_VLM
     from rewardax.rl import PPOConfig, init_carry, make_batch, make_optimizer, rollout, update
+    from rewardax.rl.reward_update import RewardLearning
     from rewardax.rl.step import agent_for, init, make_mesh, make_train_step
 
 # ---- Projection assumptions (peak FLOP/s per chip; dense, no sparsity) ----------------------------------------
@@ -108,7 +137,12 @@ CLIP_SHAPES = {"b32": VIT_B32, "tiny": {}}
 """CLIP shapes by ``--clip`` name (overrides of `tiny_clip_config_dict`: tiny is the tests' random CLIP)."""
 CLIP_NAMES = {"b32": "ViT-B/32 shape, random weights", "tiny": "tiny random CLIP (width 64, 2 layers)"}
 
-RUNGS = ("physics", "render", "reward", "update")
+MODEL_PIECES = {"clip": "clip", "yes-token": "yes_token"}
+"""The reward model's FLOP piece by ``--reward``: matrix work, counted at the bf16 matrix peak in projections."""
+
+RUNGS = ("physics", "render", "reward", "update", "reward_update")
+FLOP_RUNGS = RUNGS[:4]
+"""The rungs with FLOP counts and projections (and all CLIP can run: it cannot learn in the step)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,18 +153,24 @@ class Args:
     """Env steps per compiled call of rungs 1-3 (a `lax.scan`)."""
     repeats: int = 3
     """Timed calls per measurement (after one warm-up call that compiles)."""
-    rungs: tuple[str, ...] = RUNGS
-    """Which rungs to run (physics, render, reward, update)."""
+    rungs: tuple[str, ...] = ()
+    """Which rungs to run (physics, render, reward, update, reward_update; default: all the reward model allows)."""
     task: str = "splits"
     """Task: the env, its camera and the CLIP prompts."""
     frame_size: int = 224
     """Rendered frame side in pixels."""
     bfloat16: bool = False
     """CLIP matmuls in bfloat16 (for accelerators; float32 on CPU)."""
+    reward: Literal["clip", "yes-token"] = "clip"
+    """Reward model of rungs 3-5: a random-weight CLIP (``--clip``) or the yes-token InternVL (``--checkpoint``)."""
     clip: Literal["b32", "tiny"] = "b32"
     """CLIP shape: ViT-B/32's, or the tests' tiny one (to check the script, not to measure)."""
+    checkpoint: str = PAPER_VLM
+    """yes-token: InternVL checkpoint (hub id or local directory), or "random" (the tests' tiny one, to check)."""
     ppo: PPOConfig = PPOConfig(num_steps=8, epochs=4, minibatches=4, hidden_sizes=(256, 256))
-    """PPO settings of rung 4 (its rollout length is ppo.num_steps, not --steps)."""
+    """PPO settings of rungs 4-5 (their rollout length is ppo.num_steps, not --steps)."""
+    learning: RewardLearning = RewardLearning()
+    """How the yes-token model learns in rung 5 (labels_per_iteration capped at num_envs // 2)."""
     utilisation: float = UTILISATION
     """Fraction of peak assumed in the projections (matrix work; all work in the naive view)."""
     vector_efficiency: float = VECTOR_EFFICIENCY
@@ -139,6 +179,16 @@ class Args:
 
 
 # ---- The reward model -------------------------------------------------------------------------------------------
+
+
+def reward_model(env, args: Args, dtype_mm):
+    """``--reward``'s model and its twin with the layer scans unrolled (same weights, for the FLOP count)."""
+    if args.reward == "clip":
+        return clip_reward(env, args.clip, dtype_mm)
+    reward = YesTokenRewardConfig(checkpoint=args.checkpoint, bfloat16=dtype_mm == jnp.bfloat16).build(env)
+    spec = nnx.merge(reward.graphdef, reward.params).spec
+    unrolled = nnx.eval_shape(lambda: InternVL(spec, dtype_mm=dtype_mm, scan_unroll=True, rngs=nnx.Rngs(0)))
+    return reward, reward.replace(graphdef=nnx.split(unrolled)[0])
 
 
 def clip_reward(env, shape: str, dtype_mm) -> tuple[ClipReward, ClipReward]:
@@ -160,11 +210,12 @@ def clip_reward(env, shape: str, dtype_mm) -> tuple[ClipReward, ClipReward]:
 # ---- FLOPs of loop-free pieces ------------------------------------------------------------------------------------
 
 
-def piece_flops(env, render, reward_unrolled, frame_size: int, key) -> dict[str, float]:
-    """FLOPs of one env-step of physics, render and CLIP reward."""
+def piece_flops(env, render, reward_unrolled, model_piece: str, frame_size: int, key) -> dict[str, float]:
+    """FLOPs of one env-step of physics, render and the reward model (named ``model_piece``)."""
     data = jax.eval_shape(env.reset, key).pipeline_state  # shapes are all XLA's count needs: nothing to compile
     frame = jax.ShapeDtypeStruct((1, frame_size, frame_size, 3), jnp.uint8)
-    return dict(**env_piece_flops(env, render, data), clip=flops(lambda r, f: r(f)[0], reward_unrolled, frame))
+    return {**env_piece_flops(env, render, data),
+            model_piece: flops(lambda r, f: r(f)[0], reward_unrolled, frame)}
 
 
 def rl_flops(env, ppo: PPOConfig, num_envs: int) -> dict[str, float]:
@@ -210,12 +261,17 @@ def scan_rungs(env, render):
         "reward": scan_steps(env, lambda s, reward: reward(render(s.pipeline_state).rgb, s)[0])}
 
 
-def time_update(env, reward, args: Args, num_envs: int):
-    """`common.Timing` of one training iteration on a one-device mesh (the warm-up call compiles)."""
+def time_update(env, reward, args: Args, num_envs: int, learning: RewardLearning | None = None):
+    """`common.Timing` of one training iteration on a one-device mesh (the warm-up call compiles); with
+    ``learning`` the reward model, made trainable, learns in it."""
     one_device = make_mesh(jax.devices()[:1])
     total_updates = (args.repeats + 1) * args.ppo.epochs * args.ppo.minibatches
-    train_step = make_train_step(env, args.ppo, num_envs, total_updates, args.frame_size, mesh=one_device)
-    carry = init(env, jax.random.key(args.seed), args.ppo, num_envs, total_updates, mesh=one_device)
+    if learning is not None:
+        reward = learning.make_trainable(reward)
+    train_step = make_train_step(env, args.ppo, num_envs, total_updates, args.frame_size, mesh=one_device,
+                                 learning=learning)
+    carry = init(env, jax.random.key(args.seed), args.ppo, num_envs, total_updates, mesh=one_device, reward=reward,
+                 learning=learning, frame_size=args.frame_size)
     frozen = reward.split()[0]
 
     def iteration():  # state and envs are donated: feed each iteration's output to the next
@@ -226,13 +282,27 @@ def time_update(env, reward, args: Args, num_envs: int):
     return time_calls(iteration, args.repeats)
 
 
+def reward_update_fields(env, reward, args: Args, num_envs: int, frozen_iteration) -> dict:
+    """Rung 5's numbers: the iteration frozen (``frozen_iteration(num_envs)``, rung 4's timing) and learning, the
+    reward-model update's share of the learning one, and the learning settings used."""
+    learning = dataclasses.replace(args.learning,
+                                   labels_per_iteration=min(args.learning.labels_per_iteration, num_envs // 2))
+    frozen = frozen_iteration(num_envs)
+    learned = time_update(env, reward, args, num_envs, learning)
+    return dict(frozen_s=round(frozen.best_s, 4), learning_s=round(learned.best_s, 4),
+                frozen_median_s=round(frozen.median_s, 4), learning_median_s=round(learned.median_s, 4),
+                repeats=args.repeats, learning_warmup_s=round(learned.warmup_s, 1),
+                reward_update_share=round((learned.best_s - frozen.best_s) / learned.best_s, 4),
+                learning=dataclasses.asdict(learning))
+
+
 # ---- Projections --------------------------------------------------------------------------------------------------
 
 
 def projections(pieces: dict[str, float], utilisation: float, vector_efficiency: float) -> dict[str, dict]:
     """Projected env-steps/s per chip (see the module docstring). ``pieces``: FLOPs per env-step by piece."""
-    matrix = pieces.get("clip", 0.0)
-    vector = sum(v for k, v in pieces.items() if k != "clip")
+    matrix = sum(v for k, v in pieces.items() if k in MODEL_PIECES.values())
+    vector = sum(v for k, v in pieces.items() if k not in MODEL_PIECES.values())
     out = {}
     for chip, peak in CHIPS.items():
         mm = utilisation * peak["bf16_matrix"]
@@ -245,37 +315,52 @@ def projections(pieces: dict[str, float], utilisation: float, vector_efficiency:
 
 
 def main(args: Args) -> None:
-    unknown = sorted(set(args.rungs) - set(RUNGS))
+    allowed = RUNGS if args.reward == "yes-token" else FLOP_RUNGS
+    rungs = args.rungs or allowed
+    unknown = sorted(set(rungs) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown rung(s) {unknown}; choose from {', '.join(RUNGS)}")
+        raise ValueError(f"rung(s) {unknown} not available with --reward {args.reward}; choose from "
+                         f"{', '.join(allowed)}")
     env = envs.make(args.task)
     render = env.renderer(args.frame_size, args.frame_size)
     dtype = jnp.bfloat16 if args.bfloat16 else jnp.float32
-    reward, reward_unrolled = clip_reward(env, args.clip, dtype)
+    reward, reward_unrolled = reward_model(env, args, dtype)
+    model_piece = MODEL_PIECES[args.reward]
+    model_name = CLIP_NAMES[args.clip] if args.reward == "clip" else args.checkpoint
     base = dict(bench="ladder", machine=machine(), task=args.task, frame_size=args.frame_size,
-                clip_model=CLIP_NAMES[args.clip], clip_dtype_mm=jnp.dtype(dtype).name)
+                **{f"{model_piece}_model": model_name, f"{model_piece}_dtype_mm": jnp.dtype(dtype).name})
 
     key = jax.random.key(args.seed)
-    pieces = piece_flops(env, render, reward_unrolled, args.frame_size, key)
+    pieces = piece_flops(env, render, reward_unrolled, model_piece, args.frame_size, key)
     emit(dict(base, measure="flops per env-step by piece", **pieces,
               note="XLA cost analysis of loop-free pieces; physics is a lower bound (solver loop counted once)"))
-    rung_pieces = {"physics": ["physics"], "render": ["physics", "render"], "reward": ["physics", "render", "clip"]}
+    rung_pieces = {"physics": ["physics"], "render": ["physics", "render"],
+                   "reward": ["physics", "render", model_piece]}
     rung_fns = scan_rungs(env, render)
+    frozen_iteration = functools.cache(functools.partial(time_update, env, reward, args))  # rungs 4 and 5 share it
+    ppo = args.ppo
+    ppo_settings = dict(num_steps=ppo.num_steps, epochs=ppo.epochs, minibatches=ppo.minibatches,
+                        hidden_sizes=list(ppo.hidden_sizes))
 
     projected = {}  # rung -> FLOPs per env-step by piece, for the projections
     for num_envs in sorted(args.num_envs):
         state = reset_envs(env, key, num_envs)
         actions = jax.random.uniform(jax.random.fold_in(key, 1), (args.steps, num_envs, env.action_size),
                                      minval=-1.0, maxval=1.0)
-        for rung in args.rungs:
+        for rung in rungs:
             line = dict(base, measure=rung, num_envs=num_envs)
+            if rung in ("update", "reward_update"):
+                line.update(ppo_settings)
             try:
+                if rung == "reward_update":
+                    if num_envs < 2:
+                        emit(dict(line, skipped="the teacher pairs two envs' frames: needs at least 2 envs"))
+                    else:
+                        emit(dict(line, **reward_update_fields(env, reward, args, num_envs, frozen_iteration)))
+                    continue
                 if rung == "update":
-                    ppo = args.ppo
-                    line.update(num_steps=ppo.num_steps, epochs=ppo.epochs, minibatches=ppo.minibatches,
-                                hidden_sizes=list(ppo.hidden_sizes))
                     by_piece = {k: pieces[k] for k in rung_pieces["reward"]} | rl_flops(env, ppo, num_envs)
-                    timing = time_update(env, reward, args, num_envs)
+                    timing = frozen_iteration(num_envs)
                     env_steps = num_envs * ppo.num_steps
                 else:
                     line.update(steps=args.steps)
@@ -302,8 +387,9 @@ def main(args: Args) -> None:
             projected_env_steps_per_s=projections(by_piece, args.utilisation, args.vector_efficiency),
             utilisation=args.utilisation, vector_efficiency=args.vector_efficiency,
             peaks_flops_per_s=CHIPS,
-            note="FLOP-count projection, NOT a measurement. CLIP counted at bf16 matrix peak (tensor cores / MXU); "
-                 "physics, render and policy/update MLPs are fp32. all_at_bf16_matrix_peak: every FLOP at "
+            note=f"FLOP-count projection, NOT a measurement. The reward model ({model_piece}) counted at bf16 "
+                 "matrix peak (tensor cores / MXU); physics, render and policy/update MLPs are fp32. "
+                 "all_at_bf16_matrix_peak: every FLOP at "
                  "utilisation x bf16 peak; per_dtype_peak: fp32 pieces at utilisation x fp32 vector peak; "
                  "realistic: fp32 pieces at vector_efficiency x fp32 vector peak. TPU v5e fp32 vector peak is an "
                  "estimate."))

@@ -83,6 +83,25 @@ def test_ladder_runs_every_rung_and_counts_the_update_from_the_library_batch(cap
     assert len(lines["projection"]) == 4
 
 
+def test_ladder_times_the_iteration_with_the_yes_token_model_learning(capsys):
+    """Rung 5 at 2 envs with the tiny random InternVL: the iteration frozen and learning, the update's share (its
+    sign is noise at this size) and the settings used, labels capped at one pair; 1 env skips the rung."""
+    lines = by_measure(run("ladder", ["--reward", "yes-token", "--checkpoint", "random", "--rungs", "reward_update",
+                                      "--num-envs", "1", "2", "--repeats", "1", "--frame-size", "16",
+                                      "--ppo.num-steps", "2", "--ppo.epochs", "1", "--ppo.minibatches", "1",
+                                      "--ppo.hidden-sizes", "8", "--learning.updates", "1", "--learning.batch", "2",
+                                      "--learning.labels-per-iteration", "2", "--learning.capacity", "2",
+                                      "--learning.held-out", "2"], capsys))
+    assert set(lines) == {"flops per env-step by piece", "reward_update"}
+    assert lines["flops per env-step by piece"][0]["yes_token"] > 0
+    skipped, line = lines["reward_update"]
+    assert skipped["num_envs"] == 1 and "skipped" in skipped
+    check_line(line, {"frozen_s", "learning_s", "frozen_median_s", "learning_median_s", "reward_update_share",
+                      "learning"})
+    assert line["frozen_s"] > 0 and line["learning_s"] > 0 and line["reward_update_share"] < 1
+    assert line["learning"]["labels_per_iteration"] == 1 and line["learning"]["updates"] == 1
+
+
 def test_env_render_runs(capsys):
     lines = by_measure(run("env_render", ["--batch-sizes", "1", "--size", "16", "--steps", "1", "--repeats", "1"],
                            capsys))

@@ -10,7 +10,7 @@ lines; no assertions.
     python benchmarks/ladder.py --reward yes-token --checkpoint random --rungs reward_update --num-envs 2 --steps 1 \
         --repeats 1 --frame-size 16 --ppo.num-steps 2 --ppo.epochs 1 --ppo.minibatches 1 --ppo.hidden-sizes 8 \
         --learning.updates 1 --learning.batch 2 --learning.labels-per-iteration 1 --learning.capacity 2 \
-        --learning.held-out 2   # checks rung 5 only
+        --learning.held-out 0   # checks rung 5 only
 
 Every rung is one jitted program on ONE device (rungs 4-5 run `make_train_step` on a one-device mesh), so all
 numbers are per chip, like the projections. env-steps/s = envs × steps / seconds, best of ``--repeats`` calls after

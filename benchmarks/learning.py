@@ -106,9 +106,19 @@ def reward_settings(reward: str, args: Args, config) -> dict:
         return {"reward": REWARD_CONFIGS[reward]()}
     learning = config.reward_learning
     learning = dataclasses.replace(learning, teacher=dataclasses.replace(learning.teacher, mistake=args.mistake),
-                                   label_budget=args.label_budget or learning.label_budget)
-    return {"reward": YesTokenRewardConfig(checkpoint="random", bfloat16=False, score="p_yes_given_yes_or_no"),
-            "train_reward": True, "reward_learning": learning, "frame_size": 56}
+                                   label_budget=args.label_budget or learning.label_budget, **LEARNED_UPDATES)
+    return {"reward": YesTokenRewardConfig(checkpoint="random", bfloat16=False, score="log_odds"),
+            "train_reward": True, "reward_learning": learning, "frame_size": 112,
+            "ppo": dataclasses.replace(config.ppo, scale_reward=True)}
+
+
+LEARNED_UPDATES = {"updates": 8, "learning_rate": 1e-3}
+"""For a model that starts from random weights: more and larger steps than the defaults. Measured on CartPole
+together with 112 px frames (below): held-out pairwise accuracy 0.95 after 2,900 labels and 0.97 after 6,000,
+against 0.90 and 0.92 with 4 steps of 3e-4 on 56 px frames. The reward is the log-odds of "yes", which orders
+every pose (P("yes") is ~0 for every fallen one), scaled by PPO's return normaliser (the log-odds span tens of
+units). Frames are drawn at 112 px and shrunk, anti-aliased, to the model's 56 px: drawn at 56 px the pole is a
+jagged line."""
 
 
 def run_one(task: str, reward: str, args: Args, out: pathlib.Path) -> dict:

@@ -91,7 +91,7 @@ def test_ladder_times_the_iteration_with_the_yes_token_model_learning(capsys):
                                       "--ppo.num-steps", "2", "--ppo.epochs", "1", "--ppo.minibatches", "1",
                                       "--ppo.hidden-sizes", "8", "--learning.updates", "1", "--learning.batch", "2",
                                       "--learning.labels-per-iteration", "2", "--learning.capacity", "2",
-                                      "--learning.held-out", "2"], capsys))
+                                      "--learning.held-out", "0"], capsys))
     assert set(lines) == {"flops per env-step by piece", "reward_update"}
     assert lines["flops per env-step by piece"][0]["yes_token"] > 0
     skipped, line = lines["reward_update"]

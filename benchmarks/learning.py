@@ -166,16 +166,22 @@ def plot(results: list[dict], baselines: dict[str, float], path: pathlib.Path, t
     rows = [("success", "oracle success, last frame\n(deterministic evaluation)")]
     if any("labels" in p for r in results for p in r["curve"]):
         rows += [("held_out_accuracy", "reward model: held-out\npairwise accuracy"), ("labels", "labels spent")]
-    fig, axes = plt.subplots(len(rows), len(tasks), figsize=(4.2 * len(tasks), 3.0 * len(rows)), squeeze=False,
-                             sharex="col")
+    size = (max(6.0, 4.2 * len(tasks)), 3.0 * len(rows))
+    fig, axes = plt.subplots(len(rows), len(tasks), figsize=size, squeeze=False, sharex="col")
+    names = list(dict.fromkeys(r["reward"] for r in results))
+    spare = iter(f"C{i}" for i in range(3, 10))
+    colours = {name: REWARD_COLOURS.get(name) or next(spare) for name in names}
     for column, task in enumerate(tasks):
+        runs = [r for r in results if r["task"] == task and r["curve"]]
         for row, (key, label) in enumerate(rows):
             ax = axes[row][column]
-            for result in (r for r in results if r["task"] == task):
+            for result in runs:
                 points = [p for p in result["curve"] if key in p]
                 if points:
                     ax.plot([p["env_steps"] / 1e6 for p in points], [p[key] for p in points], marker=".",
-                            label=f"{result['reward']} reward", color=REWARD_COLOURS.get(result["reward"]))
+                            label=f"{result['reward']} reward", color=colours[result["reward"]])
+            if runs:  # the env-steps every run of the task reached: a fast run does not squeeze the others
+                ax.set_xlim(0, 1.03 * min(r["curve"][-1]["env_steps"] for r in runs) / 1e6)
             if key == "success":
                 ax.axhline(baselines[task], color="grey", linestyle="--", label="random policy")
                 ax.axhline(0.8, color="green", linestyle=":", linewidth=0.8)
@@ -212,9 +218,10 @@ def main(args: Args) -> None:
             saved.write_text(json.dumps(results, indent=1))
             kinds = "ground-truth and learned rewards" if any(LEARNED in r["reward"] for r in results) \
                 else "ground-truth rewards"
+            minutes = sorted({r["minutes"] for r in results})
+            budget = f"{minutes[0]:g}" if len(minutes) == 1 else f"{minutes[0]:g}–{minutes[-1]:g}"
             plot(results, baselines, out / "learning.png",
-                 f"PPO, {kinds}, {args.minutes:g} min per run on {machine['cpu_count']} CPU cores "
-                 f"({machine['backend']})")
+                 f"PPO, {kinds}, {budget} min per run on {machine['cpu_count']} CPU cores ({machine['backend']})")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ task (a humanoid pose, cartpole or mountaincar) brings its env family's PPO sett
 override it, e.g. ``--num-envs 64 --ppo.learning-rate 1e-4 --run-dir runs/kneeling``. The reward model is a
 subcommand that comes last, with its own options after it: ``reward:clip --reward.alpha 0.5``, ``reward:clip
 --reward.checkpoint random`` (offline), ``reward:yes-token --reward.mode pairwise`` (a generative VLM's
-P("yes")), ``reward:oracle`` or ``reward:dense`` (the task's ground truth). Re-running with the same
-``--run-dir`` resumes from its latest checkpoint.
+P("yes")), ``reward:oracle`` or ``reward:dense`` (the task's ground truth). ``--train-reward`` (yes-token only)
+trains the reward model inside the step from a simulated teacher (``--reward-learning.*``). Re-running with the
+same ``--run-dir`` resumes from its latest checkpoint.
 """
 
 from __future__ import annotations

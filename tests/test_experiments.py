@@ -42,43 +42,31 @@ def test_offline_without_weights_stops_at_once_naming_the_smoke_preset(tmp_path,
     assert "smoke" in capsys.readouterr().err
 
 
-def test_the_yes_token_smoke_experiment_trains_with_the_pairwise_reward(tmp_path):
-    """``python experiments/humanoid_yes_token.py --preset smoke --reward-every 2 reward:yes-token --reward.mode
-    pairwise --reward.reference best``: a tiny random InternVL (offline) compares every other frame with the best
-    frame so far inside the training step."""
-    import humanoid_yes_token
-    import train
-
-    argv = ["--preset", "smoke", "--run-dir", str(tmp_path), "--eval-episodes", "1", "--reward-every", "2",
-            "reward:yes-token", "--reward.mode", "pairwise", "--reward.reference", "best"]
-    summary = train.main(argv, task="kneeling", reward=humanoid_yes_token.yes_token_reward)
-    assert summary["stopped"] == "finished" and summary["iterations"] == 2
-    metrics = summary["metrics"]
-    assert 0.0 < metrics["yes_token/p_yes"] < 1.0 and metrics["reward"] == metrics["yes_token/p_yes"]
-    saved = json.loads((tmp_path / "config.json").read_text())["config"]["reward"]
-    assert saved["kind"] == "yes_token" and saved["mode"] == "pairwise" and saved["checkpoint"] == "random"
-    assert metrics["reward_model/reference_replaced"] in (0.0, 1.0)
-    reference = Checkpoints(tmp_path / "checkpoints").read()["state/reward_reference"]  # checkpointed with the agent
-    assert reference.dtype == np.uint8 and reference.ndim == 3 and reference.shape[-1] == 3
-    assert (tmp_path / "videos" / "iteration_000002.mp4").stat().st_size > 0
-
-
 def test_the_yes_token_smoke_experiment_trains_its_reward_model_and_resumes_bit_for_bit(tmp_path):
-    """``python experiments/humanoid_yes_token.py --preset smoke --train-reward``: the tiny random InternVL learns
-    inside the step from the simulated teacher (labels, updates, held-out test, hacking monitor), its weights,
-    optimiser state and labelled frames are checkpointed by name, and a run stopped after one iteration and resumed
-    ends with every leaf equal to the run that never stopped."""
+    """``python experiments/humanoid_yes_token.py --preset smoke --reward-every 2 --train-reward reward:yes-token
+    --reward.mode pairwise --reward.reference best``: a tiny random InternVL (offline) compares every other frame
+    with the best frame so far, and learns inside the step from the simulated teacher (labels, updates, held-out
+    test, hacking monitor); its weights, optimiser state, reference and labelled frames are checkpointed by name,
+    and a run stopped after one iteration and resumed ends with every leaf equal to the run that never stopped."""
     import humanoid_yes_token
     import jax
     import train
 
     def run(run_dir, iterations):
         argv = ["--preset", "smoke", "--run-dir", str(run_dir), "--iterations", str(iterations), "--eval-episodes",
-                "1", "--train-reward"]
+                "1", "--reward-every", "2", "--train-reward", "reward:yes-token", "--reward.mode", "pairwise",
+                "--reward.reference", "best"]
         return train.main(argv, task="kneeling", reward=humanoid_yes_token.yes_token_reward)
 
     whole = run(tmp_path / "whole", 2)
+    assert whole["stopped"] == "finished" and whole["iterations"] == 2
     metrics = whole["metrics"]
+    assert 0.0 < metrics["yes_token/p_yes"] < 1.0 and metrics["reward"] == metrics["yes_token/p_yes"]
+    assert metrics["reward_model/reference_replaced"] in (0.0, 1.0)
+    saved = json.loads((tmp_path / "whole" / "config.json").read_text())["config"]
+    assert saved["reward"]["kind"] == "yes_token" and saved["reward"]["mode"] == "pairwise"
+    assert saved["train_reward"] and saved["reward"]["checkpoint"] == "random"
+    assert (tmp_path / "whole" / "videos" / "iteration_000002.mp4").stat().st_size > 0
     queries = jax.device_count()  # the smoke preset asks one query per device per iteration
     assert metrics["reward_model/labels"] == 2 * queries
     for name in ("reward_model/loss", "reward_model/param_norm", "reward_model/held_out_accuracy",
@@ -86,6 +74,8 @@ def test_the_yes_token_smoke_experiment_trains_its_reward_model_and_resumes_bit_
         assert np.isfinite(metrics[name]), name
     leaves = Checkpoints(tmp_path / "whole" / "checkpoints").read()
     assert leaves["labels/frames"].shape[1:] == (2, 32, 32, 3) and leaves["labels/labelled"].sum() == 2 * queries
+    reference = leaves["state/reward_reference"]
+    assert reference.dtype == np.uint8 and reference.ndim == 3 and reference.shape[-1] == 3
     assert any(name.startswith("state/reward_params/") for name in leaves)
     assert any(name.startswith("state/reward_opt_state/") for name in leaves)
     first = json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[0])

@@ -336,9 +336,10 @@ def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_update
             params, opt_state, losses = update_reward_model(frozen, params, opt_state, labels, update_key, learning,
                                                             AXIS)
             metrics.update(losses)
-        if held_out is not None:
-            metrics.update(held_out_agreement(frozen.merge(params), *held_out))
-        return state.replace(reward_params=params, reward_opt_state=opt_state), labels, metrics
+        state = state.replace(reward_params=params, reward_opt_state=opt_state)
+        if held_out is not None:  # the model as the next rollout will score with it
+            metrics.update(held_out_agreement(current_reward(frozen, state), *held_out))
+        return state, labels, metrics
 
     def step_on_one_device(state: TrainState, envs: EnvBatch, labels: LabelBuffer | None, frozen: Reward):
         reward = current_reward(frozen, state)

@@ -113,7 +113,10 @@ def init(env: TaskEnv, key: jax.Array, config: PPOConfig, num_envs: int, total_u
     ``frame_size`` frames split over the mesh (else None)."""
     mesh = make_mesh() if mesh is None else mesh
     check_env(env)
-    reward_params = None if reward is None else check_reward(reward).split()[1]
+    # The state is donated to every step, so it owns copies: the model's own arrays (its trainable weights, the
+    # reference it starts from) stay usable, e.g. the frozen part's reference, which a trainable model re-encodes.
+    owned = partial(jax.tree.map, jnp.copy)
+    reward_params = None if reward is None else owned(check_reward(reward).split()[1])
     per_device = check_num_envs(num_envs, mesh)
     agent_key, env_key, update_key = jax.random.split(key, 3)
     _, params = agent_for(env, config, agent_key)
@@ -129,7 +132,7 @@ def init(env: TaskEnv, key: jax.Array, config: PPOConfig, num_envs: int, total_u
     state = TrainState(params=params, opt_state=opt_state, obs_stats=obs_stats, return_stats=RunningMeanStd.create(),
                        key=update_key, iteration=jnp.zeros((), jnp.int32), reward_params=reward_params,
                        reward_opt_state=None if reward_params is None else reward.optimizer.init(reward_params),
-                       reward_reference=None if reward is None else reward.initial_reference())
+                       reward_reference=None if reward is None else owned(reward.initial_reference()))
     labels = None
     if learning is not None:
         capacity = learning.per_device(mesh.devices.size)[1]

@@ -313,9 +313,9 @@ def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_update
     agent, _ = agent_for(env, config, jax.random.key(0))  # the graph definitions (tiny MLPs)
     optimizer = make_optimizer(config, total_updates)
     if learning is not None:
-        queries = check_learning(env, learning, num_envs, mesh)
-        held_out = held_out_frames(env, learning.held_out, frame_size)
         render = env.renderer(frame_size, frame_size)
+        queries = check_learning(env, render, learning, num_envs, mesh)
+        held_out = held_out_frames(env, render, learning.held_out)
 
     def learn(state: TrainState, reward: Reward, frozen: Reward, labels: LabelBuffer, candidate: Candidates,
               key: jax.Array):
@@ -408,9 +408,9 @@ def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_update
     return jax.jit(sharded, donate_argnums=(0, 1, 2))
 
 
-def check_learning(env: TaskEnv, learning: RewardLearning, num_envs: int, mesh: Mesh) -> int:
+def check_learning(env: TaskEnv, render, learning: RewardLearning, num_envs: int, mesh: Mesh) -> int:
     """Queries per device per iteration; one clear error for a setting the step cannot run."""
-    if env.task is None or env.renderer(8, 8) is None:
+    if env.task is None or render is None:
         raise ValueError(f"a reward model learns from a teacher that reads the task's oracle on rendered frames; "
                          f"{type(env).__name__} has no task or draws nothing")
     queries, _ = learning.per_device(mesh.devices.size)
@@ -422,13 +422,13 @@ def check_learning(env: TaskEnv, learning: RewardLearning, num_envs: int, mesh: 
     return queries
 
 
-def held_out_frames(env: TaskEnv, count: int, frame_size: int):
+def held_out_frames(env: TaskEnv, render, count: int):
     """``(frames, success, dense)`` of ``count`` states along the env's state path (`TaskEnv.state_path`), the
     fixed set a learning reward model is tested on; None for ``count`` 0 or an env without a path."""
     path = env.state_path(count) if count else None
     if path is None:
         return None
     physics = path[2]
-    frames = jax.jit(env.renderer(frame_size, frame_size))(physics).rgb
+    frames = jax.jit(render)(physics).rgb
     return frames, jnp.asarray(env.task.success(physics), jnp.float32), jnp.asarray(env.task.dense(physics),
                                                                                      jnp.float32)

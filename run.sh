@@ -29,5 +29,8 @@ fi
 if [ "$mode" = tests ]; then
   exec .venv/bin/python -m pytest -q "$@"
 fi
-# The flagship run, with the preset for this machine (see experiments/train.py; --preset smoke runs offline).
+# The flagship run, with the preset for this machine (see experiments/train.py). Without the hub or cached
+# weights it falls back, with a banner, to the offline preset (a humanoid learns to kneel from its ground truth).
+# Compiled programs are kept in .jax_cache/: a second run of the same shapes skips minutes of compiling.
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$PWD/.jax_cache}"
 exec .venv/bin/python experiments/humanoid_splits.py "$@"

@@ -6,12 +6,17 @@ yes-token reward model that starts knowing nothing and learns inside the step fr
     python benchmarks/learning.py --tasks kneeling --rewards oracle   # adds a run to runs/learning
     python benchmarks/learning.py --tasks cartpole --rewards learned --minutes 10 --out docs/learned
     python benchmarks/learning.py --tasks cartpole --rewards learned --mistake 0.1   # a teacher that errs
+    python benchmarks/learning.py --tasks all --minutes 30                # the paper's eight humanoid tasks
+    python benchmarks/learning.py --tasks kneeling --seed 1               # another seed, kept beside seed 0
+    python benchmarks/learning.py --tasks kneeling --rewards learned --label-budget 20000 --frame-size 56 \
+        --reward-every 2 --minutes 60                                     # the humanoid through a learned reward
     python benchmarks/learning.py --tasks cartpole --smoke --random-episodes 2 --out /tmp/l   # checks the script
 
-``learned``: a tiny randomly initialised InternVL (`rewardax.models.write_random_vlm`, 56 px frames) scores the
-frames (P("yes") renormalised over yes and no) and trains in the step on the teacher's answers
-(``--train-reward`` with the preset's `rewardax.rl.reward_update.RewardLearning`; ``--mistake`` and
-``--label-budget`` change its teacher and budget, and name the run after what they change). Its curves add the
+``learned``: a tiny randomly initialised InternVL (`rewardax.models.write_random_vlm`: 56 px input; frames drawn at
+``--frame-size`` and shrunk to it) scores the frames (the log-odds of "yes" against "no") and trains in the step
+on the teacher's answers (``--train-reward`` with the preset's `rewardax.rl.reward_update.RewardLearning` and
+`LEARNED_UPDATES`; ``--mistake``, ``--label-budget``, ``--frame-size`` and ``--reward-every`` change its teacher,
+budget and frames, and name the run after what they change). Its curves add the
 reward model's accuracy on the held-out frames and the labels spent.
 
 Every run is `rewardax.train.train` (the same step, trainer, checkpoints and evaluation as
@@ -20,9 +25,11 @@ after ``--minutes`` of wall time. ``--smoke`` shrinks each run to the ``smoke`` 
 PPO, frame size, evaluation episodes; evaluated at its end) to check the script, not to measure learning.
 The evaluation (every ``eval_every`` iterations) runs a batch of deterministic episodes and records the oracle
 success on their last frame. Prints one JSON line per run (the curve: env-steps, seconds, success) and writes
-``learning.json`` and ``learning.png`` (success against env-steps, with the rate of a random policy — uniform
-random actions — as a dashed baseline) into ``--out``. Runs already in ``--out/learning.json`` are kept (a run
-of the same task and reward is replaced), so the dense and the binary runs can be made in separate sessions.
+``learning.json``, ``learning.png`` (success against env-steps, a panel per task, with the rate of a random
+policy — uniform random actions — as a dashed baseline) and ``learning.md`` (the table: first >= 80%, best, the
+mean of the last three evaluations) into ``--out``. Runs already in ``--out/learning.json`` are kept (a run of
+the same task, reward and settings is replaced; a run is named after the settings it changes, its seed
+included), so the runs of a table can be made in separate sessions.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from rewardax.train import train
 @dataclasses.dataclass(frozen=True)
 class Args:
     tasks: tuple[str, ...] = ("kneeling", "splits", "lotus")
-    """Tasks to train."""
+    """Tasks to train (all: the eight humanoid tasks of the paper)."""
     rewards: tuple[str, ...] = ("dense",)
     """Rewards to train with: dense and/or oracle (the ground truth, dense or binary), learned (the yes-token model trained
     in the step from the simulated teacher)."""
@@ -56,6 +63,10 @@ class Args:
     """learned: the teacher's probability of flipping a label (B-Pref's mistake)."""
     label_budget: int = 0
     """learned: the teacher's queries in the whole run (0: the preset's)."""
+    frame_size: int = 112
+    """learned: pixels the frames are drawn at, shrunk anti-aliased to the model's 56 (see `LEARNED_UPDATES`)."""
+    reward_every: int = 1
+    """learned: the model scores every n-th step and the reward holds in between (TrainConfig.reward_every)."""
     minutes: float = 30.0
     """Wall-time budget of each run."""
     num_envs: int = 0
@@ -92,12 +103,16 @@ LEARNED = "learned"
 
 
 def run_name(reward: str, args: Args) -> str:
-    """The reward's name in the results: a learned run is named after the teacher settings it changes."""
-    if reward != LEARNED:
-        return reward
-    changes = [f"mistake {args.mistake:g}"] if args.mistake else []
-    changes += [f"{args.label_budget} labels"] if args.label_budget else []
-    return f"{LEARNED} ({', '.join(changes)})" if changes else LEARNED
+    """The run's name in the results: the reward, with the settings it changes (a learned run's teacher and
+    frames; any run's seed), so that runs of one task with different settings are kept side by side."""
+    changes = []
+    if reward == LEARNED:
+        changes += [f"mistake {args.mistake:g}"] if args.mistake else []
+        changes += [f"{args.label_budget} labels"] if args.label_budget else []
+        changes += [f"{args.frame_size} px"] if args.frame_size != Args.frame_size else []
+        changes += [f"reward every {args.reward_every}"] if args.reward_every != 1 else []
+    changes += [f"seed {args.seed}"] if args.seed else []
+    return f"{reward} ({', '.join(changes)})" if changes else reward
 
 
 def reward_settings(reward: str, args: Args, config) -> dict:
@@ -108,7 +123,8 @@ def reward_settings(reward: str, args: Args, config) -> dict:
     learning = dataclasses.replace(learning, teacher=dataclasses.replace(learning.teacher, mistake=args.mistake),
                                    label_budget=args.label_budget or learning.label_budget, **LEARNED_UPDATES)
     return {"reward": YesTokenRewardConfig(checkpoint="random", bfloat16=False, score="log_odds"),
-            "train_reward": True, "reward_learning": learning, "frame_size": 112,
+            "train_reward": True, "reward_learning": learning,
+            "frame_size": args.frame_size, "reward_every": args.reward_every,
             "ppo": dataclasses.replace(config.ppo, scale_reward=True)}
 
 
@@ -152,6 +168,7 @@ def run_one(task: str, reward: str, args: Args, out: pathlib.Path) -> dict:
 
 
 REWARD_COLOURS = {"dense": "C0", "oracle": "C1", LEARNED: "C2"}
+PANELS_PER_ROW = 4
 
 
 def plot(results: list[dict], baselines: dict[str, float], path: pathlib.Path, title: str) -> None:
@@ -166,15 +183,22 @@ def plot(results: list[dict], baselines: dict[str, float], path: pathlib.Path, t
     rows = [("success", "oracle success, last frame\n(deterministic evaluation)")]
     if any("labels" in p for r in results for p in r["curve"]):
         rows += [("held_out_accuracy", "reward model: held-out\npairwise accuracy"), ("labels", "labels spent")]
-    size = (max(6.0, 4.2 * len(tasks)), 3.0 * len(rows))
-    fig, axes = plt.subplots(len(rows), len(tasks), figsize=size, squeeze=False, sharex="col")
+    columns = min(len(tasks), PANELS_PER_ROW)
+    bands = -(-len(tasks) // columns)  # tasks wrap onto further bands of panels
+    size = (max(6.0, 4.2 * columns), 3.0 * len(rows) * bands)
+    fig, axes = plt.subplots(len(rows) * bands, columns, figsize=size, squeeze=False)
+    for index in range(len(tasks), bands * columns):  # the last band's empty panels
+        band, column = divmod(index, columns)
+        for row in range(len(rows)):
+            axes[band * len(rows) + row][column].set_visible(False)
     names = list(dict.fromkeys(r["reward"] for r in results))
-    spare = iter(f"C{i}" for i in range(3, 10))
+    spare = iter(f"C{i % 10}" for i in range(3, 100))
     colours = {name: REWARD_COLOURS.get(name) or next(spare) for name in names}
-    for column, task in enumerate(tasks):
+    for index, task in enumerate(tasks):
+        band, column = divmod(index, columns)
         runs = [r for r in results if r["task"] == task and r["curve"]]
         for row, (key, label) in enumerate(rows):
-            ax = axes[row][column]
+            ax = axes[band * len(rows) + row][column]
             for result in runs:
                 points = [p for p in result["curve"] if key in p]
                 if points:
@@ -189,7 +213,7 @@ def plot(results: list[dict], baselines: dict[str, float], path: pathlib.Path, t
             if column == 0:
                 ax.set_ylabel(label)
             ax.grid(alpha=0.3)
-        axes[-1][column].set_xlabel("env-steps (millions)")
+        axes[band * len(rows) + len(rows) - 1][column].set_xlabel("env-steps (millions)")
     legend = {}  # every series of every panel, once
     for ax in axes[0]:
         legend.update(zip(ax.get_legend_handles_labels()[1], ax.get_legend_handles_labels()[0]))
@@ -200,16 +224,33 @@ def plot(results: list[dict], baselines: dict[str, float], path: pathlib.Path, t
     plt.close(fig)
 
 
+def table(results: list[dict]) -> str:
+    """The runs as a markdown table: when each first reached 80% oracle success, its best, the mean of its last
+    three evaluations (what a user keeps at the end of the run), and how far it got."""
+    lines = ["| task | reward | random policy | first ≥ 80% (env-steps, minutes) | best | mean of last three | "
+             "env-steps | minutes |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        curve = r["curve"] or [{"env_steps": 0, "seconds": 0, "success": 0.0}]
+        first = next((p for p in curve if p["success"] >= 0.8), None)
+        last = [p["success"] for p in curve[-3:]]
+        reached = f"{first['env_steps'] / 1e6:.2f} M, {first['seconds'] / 60:.1f} min" if first else "not reached"
+        lines.append(f"| {r['task']} | {r['reward']} | {r['random_policy_success']:.0%} | {reached} | "
+                     f"{max(p['success'] for p in curve):.0%} | {sum(last) / len(last):.0%} | "
+                     f"{curve[-1]['env_steps'] / 1e6:.2f} M | {r['minutes']:g} |")
+    return "\n".join(lines)
+
+
 def main(args: Args) -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = describe_machine()
-    baselines = {task: random_policy_rate(task, args.random_episodes, args.seed) for task in args.tasks}
+    tasks = tuple(envs.TASKS) if args.tasks == ("all",) else args.tasks
+    baselines = {task: random_policy_rate(task, args.random_episodes, args.seed) for task in tasks}
     saved = out / "learning.json"
     results = json.loads(saved.read_text()) if saved.exists() else []
     for result in results:
         baselines.setdefault(result["task"], result["random_policy_success"])
-    for task in args.tasks:
+    for task in tasks:
         for reward in args.rewards:
             result = {"machine": machine, "minutes": args.minutes, "random_policy_success": baselines[task],
                       **run_one(task, reward, args, out)}
@@ -222,6 +263,8 @@ def main(args: Args) -> None:
             budget = f"{minutes[0]:g}" if len(minutes) == 1 else f"{minutes[0]:g}–{minutes[-1]:g}"
             plot(results, baselines, out / "learning.png",
                  f"PPO, {kinds}, {budget} min per run on {machine['cpu_count']} CPU cores ({machine['backend']})")
+            (out / "learning.md").write_text(table(results) + "\n")
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -78,6 +78,9 @@ def test_learning_runs_a_smoke_sized_cartpole_run(capsys, tmp_path):
                       "best_success", "curve"})
     assert line["task"] == "cartpole" and line["iterations"] == 2 and len(line["curve"]) == 1
     assert (tmp_path / "learning.json").is_file() and (tmp_path / "learning.png").stat().st_size > 0
+    rows = (tmp_path / "learning.md").read_text().splitlines()
+    assert len(rows) == 3 and rows[2].startswith(f"| cartpole | dense | {line['random_policy_success']:.0%} |")
+    assert rows[2].endswith(f"| {line['curve'][-1]['env_steps'] / 1e6:.2f} M | 30 |")
 
 
 def test_yes_token_flops_from_shallow_twins_equal_the_count_of_the_whole_unrolled_model(tmp_path):

@@ -99,3 +99,30 @@ def test_values_that_do_not_match_their_fingerprints_are_set_aside(tmp_path, cap
     np.testing.assert_array_equal(restored.policy, tree.policy)
     with pytest.raises(Exception, match="fingerprints: policy"):
         Checkpoints(tmp_path / "corrupt").restore(2, tree)
+
+
+def test_the_best_evaluation_is_kept_and_survives_a_restart(tmp_path):
+    """Success decides, the dense ground truth breaks a tie, a worse or equal evaluation changes nothing, and a
+    resumed run starts from the kept score."""
+    from rewardax.train.checkpoints import BestPolicy
+
+    best = BestPolicy(tmp_path)
+    assert best.record() is None
+    evaluations = [(1, 0.5, 0.7), (2, 0.25, 0.9), (3, 0.75, 0.6), (4, 0.75, 0.5), (5, 0.75, 0.8), (6, 0.75, 0.8)]
+    kept = []
+    for iteration, success, dense in evaluations:
+        metrics = {"eval/success": success, "eval/dense": dense}
+        if best.improves(metrics):
+            best.save(iteration, {"params": jnp.full((3,), float(iteration))}, metrics, main=True)
+            kept.append(iteration)
+    best.close()
+    assert kept == [1, 3, 5]
+    assert json.loads((tmp_path / "best.json").read_text()) == {"iteration": 5, "success": 0.75, "dense": 0.8}
+    store = Checkpoints(tmp_path / "best")
+    assert store.steps() == [5]
+    np.testing.assert_array_equal(store.read()["state/params"], np.full((3,), 5.0))
+    store.close()
+    again = BestPolicy(tmp_path)
+    assert not again.improves({"eval/success": 0.75, "eval/dense": 0.8})
+    assert again.improves({"eval/success": 1.0, "eval/dense": float("nan")})
+    again.close()

@@ -30,16 +30,48 @@ def test_score_poses_with_the_tiny_random_clip():
     assert np.all(np.isfinite(values)) and np.all(values <= 1.0)
 
 
-def test_offline_without_weights_stops_at_once_naming_the_smoke_preset(tmp_path, monkeypatch, capsys):
+def test_offline_without_weights_falls_back_loudly_to_a_run_that_learns(tmp_path, monkeypatch, capsys):
+    """No hub and no cache: the flagship's command trains the offline preset (kneeling from the ground truth) at
+    the sizes given, records why in config.json, and ends with the evaluation, the video and the curve."""
+    import jax
+    import train
+    from rewardax.train import load_agent
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    run_dir = tmp_path / "run"
+    summary = train.main(["--preset", "cpu", "--run-dir", str(run_dir), "--num-envs", "4", "--iterations", "2",
+                          "--eval-episodes", "2", "--ppo.num-steps", "4", "--ppo.minibatches", "2",
+                          "--ppo.hidden-sizes", "32", "32", "--frame-size", "32"], task="splits")
+    out, err = capsys.readouterr()
+    assert "NO PRETRAINED WEIGHTS" in err and "--preset offline" in err
+    saved = json.loads((run_dir / "config.json").read_text())["config"]
+    assert saved["task"] == "kneeling" and saved["reward"]["kind"] == "dense"
+    assert "not found" in saved["fallback"] and saved["num_envs"] == 4 and saved["iterations"] == 2
+    assert summary["stopped"] == "finished" and "eval/success" in summary["metrics"]
+    assert (run_dir / "learning_curve.png").stat().st_size > 0 and list((run_dir / "videos").glob("*.mp4"))
+    assert f"run directory: {run_dir}" in out and "tensorboard --logdir" in out and "--run-dir" in out
+    assert "learning curve:" in out and "evaluation: " in out
+    assert summary["best"]["iteration"] == 2 and "best evaluation:" in out  # the only evaluation: the best so far
+    env, act = load_agent(run_dir, which="best")
+    assert env.task.name == "kneeling"
+    assert act(np.zeros((1, env.observation_size)), jax.random.key(0)).shape == (1, env.action_size)
+
+
+def test_a_reward_model_named_on_the_command_line_that_cannot_be_found_stays_an_error(tmp_path, monkeypatch,
+                                                                                       capsys):
     import pytest
     import train
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(SystemExit) as exit_:
-        train.main(["--preset", "cpu", "--run-dir", str(tmp_path / "run"), "--num-envs", "4"], task="splits")
+        train.main(["--preset", "cpu", "--run-dir", str(tmp_path / "run"), "--num-envs", "4", "reward:clip",
+                    "--reward.checkpoint", "openai/clip-vit-base-patch32"], task="splits")
     assert exit_.value.code == 1
-    assert "smoke" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "openai/clip-vit-base-patch32" in err and "--preset offline" in err and "NO PRETRAINED" not in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_yes_token_smoke_experiment_trains_its_reward_model_and_resumes_bit_for_bit(tmp_path):

@@ -4,6 +4,7 @@ repro (the cpu preset) runs past an episode end, which is what met the physics b
 iteration.
 """
 
+import dataclasses
 import json
 import pathlib
 import sys
@@ -47,6 +48,17 @@ def test_the_command_line_takes_the_task_family_ppo_and_the_preset_machine_size(
     assert not mountaincar.ppo.scale_reward and mountaincar.num_envs == presets("kneeling")["learning"].num_envs
     override, _ = train_script.parse(["--preset", "learning", "--task", "cartpole", "--ppo.scale-reward"])
     assert override.ppo.scale_reward  # an option given on the command line still wins
+
+
+def test_the_offline_preset_learns_a_humanoid_pose_from_its_ground_truth_or_the_classic_task_itself():
+    from rewardax.rewards import DenseRewardConfig
+    from rewardax.train.config import OFFLINE_ITERATIONS, OFFLINE_TASK
+
+    for task, expected in (("splits", OFFLINE_TASK), ("lotus", OFFLINE_TASK), ("kneeling", OFFLINE_TASK),
+                           ("cartpole", "cartpole"), ("mountaincar", "mountaincar")):
+        offline, learning = presets(task)["offline"], presets(expected)["learning"]
+        assert offline == dataclasses.replace(learning, iterations=OFFLINE_ITERATIONS), task
+        assert offline.task == expected and isinstance(offline.reward, DenseRewardConfig)
 
 
 def test_the_issue_repro_trains(tmp_path):

@@ -76,6 +76,23 @@ def test_logs_config_and_tensorboard(uninterrupted):
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["config"]["num_envs"] == 8 and "git_revision" in saved
     assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tb").iterdir())
+    assert summary["learning_curve"] == str(run_dir / "learning_curve.png")
+    assert (run_dir / "learning_curve.png").stat().st_size > 0
+
+
+def test_the_learning_curve_keeps_the_last_row_of_an_iteration_logged_twice(tmp_path):
+    from PIL import Image
+
+    from rewardax.train.curve import plot_learning_curve, read_metrics
+
+    rows = [{"iteration": 1, "env_steps": 10, "reward": 0.5, "oracle/success": 0.0},
+            {"iteration": 2, "env_steps": 20, "reward": 0.7, "oracle/success": 0.5, "eval/success": 0.25},
+            {"iteration": 2, "env_steps": 20, "reward": 0.9, "oracle/success": 1.0, "eval/success": 1.0},  # resumed
+            {"iteration": 3, "env_steps": 30, "reward": 1.0, "reward_model/held_out_accuracy": 0.75}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert [row["reward"] for row in read_metrics(tmp_path)] == [0.5, 0.9, 1.0]
+    with Image.open(plot_learning_curve(tmp_path)) as image:
+        assert image.size == (1000, 360)
 
 
 def test_a_run_directory_with_a_different_config_is_refused(uninterrupted):

@@ -20,12 +20,13 @@ from rewardax.train.checkpoints import Checkpoints, named_leaves, unflatten_like
 from rewardax.train.run_dir import upgraded
 
 
-def load_agent(run_dir):
-    """``(env, act)`` of a run directory's latest checkpoint, for rolling its policy out elsewhere (labelled
-    datasets): ``act(obs [B, O], key, noise) -> action [B, A]`` is the policy's mean action plus Gaussian noise
-    of std ``noise``, clipped to [-1, 1]. Reads config.json (task, look, PPO) and only the checkpoint's agent
-    parameters and observation statistics."""
-    saved, state = _saved_run(run_dir)
+def load_agent(run_dir, which: str = "latest"):
+    """``(env, act)`` of a run directory's latest checkpoint (``which="best"``: the state of its best evaluation,
+    `rewardax.train.checkpoints.BestPolicy`), for rolling its policy out elsewhere (labelled datasets):
+    ``act(obs [B, O], key, noise) -> action [B, A]`` is the policy's mean action plus Gaussian noise of std
+    ``noise``, clipped to [-1, 1]. Reads config.json (task, look, PPO) and only the checkpoint's agent parameters
+    and observation statistics."""
+    saved, state = _saved_run(run_dir, which)
     env = envs.make(saved["task"], look=saved["look"])
     agent, params = rl_step.agent_for(env, _from_json(PPOConfig, saved["ppo"]), jax.random.key(0))
     restored = unflatten_like({"params": params, "obs_stats": RunningMeanStd.create((env.observation_size,))}, state)
@@ -68,12 +69,21 @@ def load_reward_model(run_dir):
     return env, reward.with_reference(state["reward_reference"]) if "reward_reference" in state else reward
 
 
-def _saved_run(run_dir) -> tuple[dict, dict]:
+CHECKPOINTS = {"latest": "checkpoints", "best": "best"}
+"""Which of a run's checkpoints to read: the newest, or the best evaluation's."""
+
+
+def _saved_run(run_dir, which: str = "latest") -> tuple[dict, dict]:
     """``(config, state)``: config.json's config under today's field names, and the ``state/`` leaves of the
-    latest checkpoint by name, without the prefix (the names `unflatten_like` takes for the train state's fields)."""
+    ``which`` checkpoint by name, without the prefix (the names `unflatten_like` takes for the train state's fields)."""
     run_dir = pathlib.Path(run_dir)
-    store = Checkpoints(run_dir / "checkpoints")
+    if which not in CHECKPOINTS:
+        raise ValueError(f"which must be one of {', '.join(CHECKPOINTS)}, got {which!r}")
+    store = Checkpoints(run_dir / CHECKPOINTS[which])
     try:
+        if which == "best" and (run_dir / "config.json").is_file() and store.latest() is None:
+            raise ValueError(f"{run_dir}: no evaluation has been kept as the best yet (best/ is empty); evaluate "
+                             f"the run first (--eval-every, or let it reach its end), or load which='latest'")
         if not (run_dir / "config.json").is_file() or store.latest() is None:
             raise ValueError(f"{run_dir}: not a run directory with a checkpoint (config.json and checkpoints/); "
                              f"train one first, e.g. python experiments/train.py --run-dir {run_dir}")

@@ -3,6 +3,7 @@
     store = Checkpoints(run_dir / "checkpoints", keep=3)
     store.save(iteration, {"state": state, "envs": envs})   # asynchronous; every process calls it
     iteration, saved = store.restore_latest({"state": fresh_state, "envs": fresh_envs})
+    best = BestPolicy(run_dir)                                # the best evaluation's state, in run_dir/best
 
 - **By name.** Every leaf is stored under its pytree path (``state/params/actor/...``, ``envs/state/...``),
   so adding, removing or reordering a field can never shift values into the wrong place. The rule on
@@ -22,6 +23,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import shutil
 import sys
@@ -244,6 +246,40 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+class BestPolicy:
+    """The run's best evaluation so far: the train state at the evaluation whose oracle success (then dense
+    ground truth) beat every earlier one, as one verified checkpoint in ``run_dir/best``, and ``best.json``
+    (iteration, success, dense) written once that checkpoint is complete. Every process calls it alike."""
+
+    def __init__(self, run_dir: pathlib.Path):
+        self.record_path = pathlib.Path(run_dir) / "best.json"
+        self.store = Checkpoints(pathlib.Path(run_dir) / "best", keep=1)
+        kept = self.record()
+        self.score = (kept["success"], kept["dense"]) if kept else (-np.inf, -np.inf)
+
+    def record(self) -> dict | None:
+        return json.loads(self.record_path.read_text()) if self.record_path.exists() else None
+
+    def improves(self, metrics: dict) -> bool:
+        return self._score(metrics) > self.score
+
+    def save(self, iteration: int, state, metrics: dict, main: bool) -> None:
+        self.store.save(iteration, {"state": state})
+        self.store.wait()
+        self.score = self._score(metrics)
+        if main:
+            self.record_path.write_text(json.dumps({"iteration": iteration, "success": self.score[0],
+                                                    "dense": self.score[1]}))
+
+    def close(self) -> None:
+        self.store.close()
+
+    @staticmethod
+    def _score(metrics: dict) -> tuple[float, float]:
+        dense = metrics.get("eval/dense", -np.inf)
+        return metrics["eval/success"], dense if np.isfinite(dense) else -np.inf
 
 
 class _Damaged(Exception):

@@ -5,7 +5,10 @@
 - Every value is checked and the reward model built before the run directory is touched: a start that
   fails leaves nothing behind. The run directory holds config.json (with the git revision), metrics.jsonl,
   TensorBoard events (tb/), checkpoints (`rewardax.train.checkpoints`: by name, verified, the last few kept,
-  written asynchronously) and evaluation videos.
+  written asynchronously), evaluation videos and, redrawn when the run ends, learning_curve.png (`curve`).
+- The best evaluation is kept: each time the evaluation's oracle success beats every earlier one (ties: the
+  higher dense ground truth), the train state is saved to ``best/`` with ``best.json`` (iteration, success),
+  so a run whose policy later slips still hands over its best one (`load_agent(run_dir, which="best")`).
 - Resuming is exact: the checkpoint holds the agent, optimiser, normalisers, keys and every env's
   physics state, so an interrupted run continued from its checkpoint takes the same steps as one that
   never stopped. Once a run directory holds a checkpoint, it is bound to its config: another config is
@@ -46,8 +49,9 @@ from rewardax.rewards import Reward, check_reward
 from rewardax.rl import step as rl_step
 from rewardax.rl.evaluate import can_evaluate
 from rewardax.rl.label_buffer import from_dataset
-from rewardax.train.checkpoints import Checkpoints
+from rewardax.train.checkpoints import BestPolicy, Checkpoints
 from rewardax.train.config import TrainConfig
+from rewardax.train.curve import plot_learning_curve
 from rewardax.train.evaluation import make_evaluation
 from rewardax.train.logger import Logger
 from rewardax.train.monitor import HackingMonitor, RewardModelCheck, non_finite
@@ -122,6 +126,13 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
     def save(iteration):
         store.save(iteration, _saved(state, env_batch, labels))
 
+    best = BestPolicy(run_dir)
+
+    def keep_if_best(iteration):
+        if best.improves(metrics):
+            best.save(iteration, state, metrics, main)
+        metrics["eval/best_success"] = best.score[0]
+
     def on_stall():
         # With one process, a pending save only writes host copies of an earlier state to disk; with several,
         # it ends with a barrier that is a device computation, queued behind the stuck one.
@@ -167,6 +178,7 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
                 if evaluate and ((config.eval_every and iteration % config.eval_every == 0)
                                  or iteration == config.iterations):
                     metrics.update(evaluate_now(iteration))
+                    keep_if_best(iteration)
                 hacking, warnings = watch_hacking(metrics)
                 metrics.update(hacking)
                 log.scalars(metrics)
@@ -185,6 +197,9 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
                     save(iteration)
 
         iteration = start
+        if progress and main:
+            tqdm.write(f"run directory: {run_dir}" + (f", resumed at iteration {start}" if start else "")
+                       + f" (watch it: tensorboard --logdir {run_dir / 'tb'})", file=sys.stderr)
         try:
             loop()
         except jax.errors.JaxRuntimeError as error:
@@ -197,7 +212,12 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
         if store.latest() != iteration:
             save(iteration)
         store.wait()
-    return {"run_dir": str(run_dir), "iterations": iteration, "stopped": stop_reason, "metrics": metrics}
+        best.close()
+    summary = {"run_dir": str(run_dir), "iterations": iteration, "stopped": stop_reason, "metrics": metrics,
+               **({"best": best.record()} if best.record() else {})}
+    if main and (run_dir / "metrics.jsonl").exists():
+        summary["learning_curve"] = str(plot_learning_curve(run_dir))
+    return summary
 
 
 def _progress(metrics: dict) -> dict:

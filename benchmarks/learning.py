@@ -47,7 +47,7 @@ from common import machine as describe_machine
 
 import rewardax.envs as envs
 from rewardax import cli
-from rewardax.rewards import REWARD_CONFIGS, YesTokenRewardConfig
+from rewardax.rewards import REWARD_CONFIGS, DenseRewardConfig, YesTokenRewardConfig
 from rewardax.train.config import presets
 from rewardax.train import train
 
@@ -67,6 +67,8 @@ class Args:
     """learned: pixels the frames are drawn at, shrunk anti-aliased to the model's 56 (see `LEARNED_UPDATES`)."""
     reward_every: int = 1
     """learned: the model scores every n-th step and the reward holds in between (TrainConfig.reward_every)."""
+    success_bonus: float = 0.0
+    """dense: added to the reward where the oracle passes (`rewardax.rewards.DenseRewardConfig.success_bonus`)."""
     minutes: float = 30.0
     """Wall-time budget of each run."""
     num_envs: int = 0
@@ -111,12 +113,15 @@ def run_name(reward: str, args: Args) -> str:
         changes += [f"{args.label_budget} labels"] if args.label_budget else []
         changes += [f"{args.frame_size} px"] if args.frame_size != Args.frame_size else []
         changes += [f"reward every {args.reward_every}"] if args.reward_every != 1 else []
+    changes += [f"success bonus {args.success_bonus:g}"] if reward == "dense" and args.success_bonus else []
     changes += [f"seed {args.seed}"] if args.seed else []
     return f"{reward} ({', '.join(changes)})" if changes else reward
 
 
 def reward_settings(reward: str, args: Args, config) -> dict:
     """The config fields that make ``reward``: a ground-truth reward by name, or the yes-token model learning."""
+    if reward == "dense":
+        return {"reward": DenseRewardConfig(success_bonus=args.success_bonus)}
     if reward != LEARNED:
         return {"reward": REWARD_CONFIGS[reward]()}
     learning = config.reward_learning

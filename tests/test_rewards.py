@@ -125,3 +125,18 @@ def test_dense_reward_scores_reset_states_inside_jit():
     np.testing.assert_array_equal(value, metrics["oracle/dense"])
     np.testing.assert_array_equal(metrics["oracle/success"], states.metrics["success"])
     assert DenseReward.needs_frames is False
+
+
+def test_the_dense_reward_adds_its_success_bonus_only_where_the_oracle_passes():
+    from rewardax.rewards import DenseRewardConfig
+
+    env = envs.make("kneeling")
+    poses = [mjx.put_data(env.mj_model, pose_data(name, env.mj_model)) for name in ("kneeling", "standing")]
+    batch = State(jax.tree.map(lambda *x: jnp.stack(x), *poses), None, None, None)
+    plain, metrics = DenseRewardConfig().build(env)(None, batch)
+    bonus, _ = DenseRewardConfig(success_bonus=0.5).build(env)(None, batch)
+    np.testing.assert_allclose(bonus, plain + 0.5 * np.array([1.0, 0.0]))
+    assert float(plain[0]) == 1.0 and 0 < float(plain[1]) < 1
+    with pytest.raises(ValueError, match="success_bonus must be at least 0"):
+        DenseRewardConfig(success_bonus=-1.0)
+

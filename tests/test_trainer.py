@@ -426,3 +426,19 @@ def test_a_checkpoint_saved_by_position_before_names_resumes_exactly(uninterrupt
     _, b = restored_params(tmp_path)
     for key in a:
         np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=f"leaf {key}")
+
+
+def test_a_config_json_from_before_a_field_was_added_resumes_under_todays_names(tmp_path):
+    """Fields added since a run was saved (train_reward, a reward's success_bonus) take the defaults it ran with,
+    and scale_reward is read where it moved (into ppo): the run resumes; a real change is still refused."""
+    from rewardax.rewards import DenseRewardConfig
+    from rewardax.train.run_dir import as_json, check_resumable
+
+    config = dataclasses.replace(CONFIG, reward=DenseRewardConfig())
+    old = as_json(config)
+    del old["reward"]["success_bonus"], old["train_reward"]
+    old["scale_reward"] = old["ppo"].pop("scale_reward")
+    (tmp_path / "config.json").write_text(json.dumps({"config": old}))
+    check_resumable(tmp_path, config)
+    with pytest.raises(ValueError, match="reward differ"):
+        check_resumable(tmp_path, dataclasses.replace(config, reward=DenseRewardConfig(success_bonus=1.0)))

@@ -113,9 +113,16 @@ class DenseRewardConfig(RewardConfig):
     """The task's dense ground truth in [0, 1], 1 exactly where the oracle passes (checks PPO without a VLM)."""
 
     kind: ClassVar[str] = "dense"
+    success_bonus: float = 0.0
+    """Added where the oracle passes. The dense value is flat at its top (1 from the threshold on, with zero slope
+    just below it), so nothing in it rewards a pose that passes with a margin; a bonus makes passing a step
+    that a stochastic policy gains by keeping clear of the edge."""
+
+    def problems(self) -> list[str]:
+        return [] if self.success_bonus >= 0 else [f"success_bonus must be at least 0, got {self.success_bonus!r}"]
 
     def build(self, env: TaskEnv, loaded=None) -> Reward:
-        return DenseReward(_task(env, self))
+        return DenseReward(_task(env, self), self.success_bonus)
 
 
 @dataclasses.dataclass(frozen=True)

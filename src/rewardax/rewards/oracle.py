@@ -30,11 +30,12 @@ class OracleReward(Reward):
 @struct.dataclass
 class DenseReward(Reward):
     """Reward = the task's dense ground truth in [0, 1] on the physics state, 1 exactly where the oracle
-    passes (`Task.dense`; no frames needed)."""
+    passes (`Task.dense`; no frames needed), plus ``success_bonus`` where it passes."""
 
     task: Task = struct.field(pytree_node=False)
+    success_bonus: float = struct.field(pytree_node=False, default=0.0)
     needs_frames = False
 
     def __call__(self, frames, state):
         metrics = _judge(self.task, state.pipeline_state)
-        return metrics["oracle/dense"], metrics
+        return metrics["oracle/dense"] + self.success_bonus * metrics["oracle/success"], metrics

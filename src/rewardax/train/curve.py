@@ -18,6 +18,20 @@ def read_metrics(run_dir) -> list[dict]:
     return [rows[i] for i in sorted(rows)]
 
 
+SMOOTHING = 10
+"""Iterations averaged in the rollout curves: a rollout covers a fixed part of every env's episode (envs start
+together), so per-iteration values repeat a saw-tooth of the episode's phases (5 rollouts per humanoid episode)."""
+
+
+def smoothed(values: list) -> list[float]:
+    """The running mean over the last `SMOOTHING` values (missing ones skipped; NaN until one is present)."""
+    out = []
+    for i in range(len(values)):
+        window = [v for v in values[max(0, i - SMOOTHING + 1):i + 1] if v is not None]
+        out.append(sum(window) / len(window) if window else float("nan"))
+    return out
+
+
 def plot_learning_curve(run_dir) -> pathlib.Path:
     """Oracle success (the rollouts' and the evaluations') and the mean reward against env-steps, written to
     ``run_dir/learning_curve.png``; where the reward model learns, its held-out accuracy too."""
@@ -34,7 +48,8 @@ def plot_learning_curve(run_dir) -> pathlib.Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     success, reward = axes
     if any("oracle/success" in row for row in rows):
-        success.plot(steps, [row.get("oracle/success") for row in rows], color="C0", alpha=0.5, label="rollouts")
+        success.plot(steps, smoothed([row.get("oracle/success") for row in rows]), color="C0", alpha=0.6,
+                     label=f"rollouts (mean of {SMOOTHING} iterations)")
     success.plot([row["env_steps"] / 1e6 for row in evaluated], [row["eval/success"] for row in evaluated], "o-",
                  color="C1", label="evaluation (mean action)")
     if learning:
@@ -42,8 +57,9 @@ def plot_learning_curve(run_dir) -> pathlib.Path:
                      label="reward model: held-out accuracy")
     success.set(xlabel="env-steps (millions)", ylabel="oracle success", ylim=(-0.03, 1.03), title="the task")
     success.legend(fontsize=8)
-    reward.plot(steps, [row["reward"] for row in rows], color="C3")
-    reward.set(xlabel="env-steps (millions)", ylabel="mean reward per step", title="the reward")
+    reward.plot(steps, smoothed([row["reward"] for row in rows]), color="C3")
+    reward.set(xlabel="env-steps (millions)", ylabel=f"mean reward per step\n(mean of {SMOOTHING} iterations)",
+               title="the reward")
     fig.suptitle(run_dir.name)
     fig.tight_layout()
     path = run_dir / CURVE

@@ -12,6 +12,7 @@ import time
 import jax
 
 from rewardax import distributed
+from rewardax.rewards.config import REWARD_CONFIGS
 from rewardax.train.config import RESUMABLE_CHANGES, TrainConfig
 
 
@@ -36,8 +37,13 @@ def as_json(config: TrainConfig) -> dict:
 
 def upgraded(saved: dict) -> dict:
     """A config.json's config as today's fields name it: ``scale_reward`` moved into ``ppo`` on 2026-12-03, and
-    ``train_reward`` (off in every earlier run) came the same day."""
+    ``train_reward`` (off in every earlier run) came the same day; a reward field added since a run was saved
+    takes its default (which is what the run used)."""
     saved = {"train_reward": False} | saved
+    reward = saved.get("reward")
+    if isinstance(reward, dict) and reward.get("kind") in REWARD_CONFIGS:
+        defaults = json.loads(json.dumps(dataclasses.asdict(REWARD_CONFIGS[reward["kind"]]())))
+        saved = saved | {"reward": defaults | reward}
     if "scale_reward" in saved:
         saved = {k: v for k, v in saved.items() if k != "scale_reward"} | {
             "ppo": {**saved["ppo"], "scale_reward": saved["scale_reward"]}}

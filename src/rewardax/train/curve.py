@@ -42,7 +42,7 @@ def plot_learning_curve(run_dir) -> pathlib.Path:
 
     run_dir = pathlib.Path(run_dir)
     rows = read_metrics(run_dir)
-    steps = [row["env_steps"] / 1e6 for row in rows]
+    steps = [row["env_steps"] for row in rows]
     evaluated = [row for row in rows if "eval/success" in row]
     learning = any("reward_model/held_out_accuracy" in row for row in rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -50,16 +50,18 @@ def plot_learning_curve(run_dir) -> pathlib.Path:
     if any("oracle/success" in row for row in rows):
         success.plot(steps, smoothed([row.get("oracle/success") for row in rows]), color="C0", alpha=0.6,
                      label=f"rollouts (mean of {SMOOTHING} iterations)")
-    success.plot([row["env_steps"] / 1e6 for row in evaluated], [row["eval/success"] for row in evaluated], "o-",
+    success.plot([row["env_steps"] for row in evaluated], [row["eval/success"] for row in evaluated], "o-",
                  color="C1", label="evaluation (mean action)")
     if learning:
         success.plot(steps, [row.get("reward_model/held_out_accuracy") for row in rows], color="C2",
                      label="reward model: held-out accuracy")
-    success.set(xlabel="env-steps (millions)", ylabel="oracle success", ylim=(-0.03, 1.03), title="the task")
+    success.set(xlabel="env-steps", ylabel="oracle success", ylim=(-0.03, 1.03), title="the task")
     success.legend(fontsize=8)
     reward.plot(steps, smoothed([row["reward"] for row in rows]), color="C3")
-    reward.set(xlabel="env-steps (millions)", ylabel=f"mean reward per step\n(mean of {SMOOTHING} iterations)",
+    reward.set(xlabel="env-steps", ylabel=f"mean reward per step\n(mean of {SMOOTHING} iterations)",
                title="the reward")
+    for ax in axes:  # matplotlib's own notation (an offset like 1e6) fits 60 env-steps and 60 million alike
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
     fig.suptitle(run_dir.name)
     fig.tight_layout()
     path = run_dir / CURVE

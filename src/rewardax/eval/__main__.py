@@ -125,12 +125,10 @@ def write_scores(scores: dict[str, np.ndarray], data: dict, path) -> None:
 
 
 def plot_rows(rows: list[dict], base_rate: float, path, title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: a notebook's inline backend stays as it is
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 0.5 * len(rows) + 2), sharey=True)
+    fig = Figure(figsize=(12, 0.5 * len(rows) + 2))
+    axes = fig.subplots(1, 3, sharey=True)
     names = [r["reward"] for r in rows]
     for ax, key, label, reference in ((axes[0], "epic_dense", "EPIC distance to dense (lower is better)", np.sqrt(0.5)),
                                       (axes[1], "auc_success", "ROC-AUC for oracle success", 0.5),
@@ -141,7 +139,6 @@ def plot_rows(rows: list[dict], base_rate: float, path, title: str) -> None:
     fig.suptitle(title + " (dashed: a reward that sees nothing)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv=None) -> dict:

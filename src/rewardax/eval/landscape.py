@@ -42,12 +42,10 @@ def landscape(env, rewards: dict, n: int = 64, frame_size: int = 224, batch: int
 def plot_landscapes(results: dict, path, title: str = "") -> None:
     """One panel per env of ``results`` ({env name: `landscape`}); each reward min-max normalised, as in the
     paper's figure, so that models of different scales share an axis; the success region shaded green."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: a notebook's inline backend stays as it is
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.6 * len(results), 3.4))
+    axes = fig.subplots(1, len(results), squeeze=False)
     for ax, (name, result) in zip(axes[0], results.items()):
         x, success = np.asarray(result["values"]), np.asarray(result["success"])
         step = (x[1] - x[0]) / 2 if len(x) > 1 else 0.5
@@ -65,4 +63,3 @@ def plot_landscapes(results: dict, path, title: str = "") -> None:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -35,17 +35,15 @@ def smoothed(values: list) -> list[float]:
 def plot_learning_curve(run_dir) -> pathlib.Path:
     """Oracle success (the rollouts' and the evaluations') and the mean reward against env-steps, written to
     ``run_dir/learning_curve.png``; where the reward model learns, its held-out accuracy too."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display is needed (or wanted) on a training host
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's inline backend stays as it is
 
     run_dir = pathlib.Path(run_dir)
     rows = read_metrics(run_dir)
     steps = [row["env_steps"] for row in rows]
     evaluated = [row for row in rows if "eval/success" in row]
     learning = any("reward_model/held_out_accuracy" in row for row in rows)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2)
     success, reward = axes
     if any("oracle/success" in row for row in rows):
         success.plot(steps, smoothed([row.get("oracle/success") for row in rows]), color="C0", alpha=0.6,
@@ -66,5 +64,4 @@ def plot_learning_curve(run_dir) -> pathlib.Path:
     fig.tight_layout()
     path = run_dir / CURVE
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

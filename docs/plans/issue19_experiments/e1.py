@@ -7,7 +7,8 @@ import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 t0 = time.time()
-L, D, B = 8, 256, 32
+PSUM = "--psum" in sys.argv  # E1b: plain psum instead of device_sum, at width 512
+L, D, B = 8, (512 if PSUM else 256), 32
 AXES = ("envs", "model")
 W = jax.random.normal(jax.random.key(0), (L, D, D)) / 16
 X = jax.random.normal(jax.random.key(1), (B, D))
@@ -38,7 +39,8 @@ for shape in [(8, 1), (4, 2), (2, 4)]:
             out = forward(w, x, gather, remat)
             xv = jax.lax.pcast(x, AXES, to="varying")  # tuple pcast (the agent's path in ppo.py)
             g = jax.grad(loss)(w, xv, gather, remat)
-            g = device_sum(g, "envs") if gather else device_sum(g, AXES)
+            total = (lambda g, axes: jax.lax.psum(g, axes)) if PSUM else device_sum
+            g = total(g, "envs") if gather else total(g, AXES)
             return out, g, jax.lax.axis_index(AXES)[None], device_sum(jnp.ones(()), AXES)
         f = jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(P(None, None, "model"), P(AXES)),
                                   out_specs=(P(AXES), P(None, None, "model"), P(AXES), P()), check_vma=False))

@@ -29,9 +29,12 @@ def test_quickstart_runs_top_to_bottom(tmp_path, monkeypatch):
     text = notebooks.text_output(executed)
     assert "rewardax is importable: skipping installation" in text
 
-    # The batch of 4 humanoids, then the 8 canonical poses, side by side.
+    # The batch of 4 humanoids, then the 8 canonical poses, side by side, and at the end the run's learning curve.
     images = [Image.open(io.BytesIO(base64.b64decode(png))) for png in notebooks.displayed(executed, "image/png")]
-    assert [image.size for image in images] == [(4 * FRAME_SIZE, FRAME_SIZE), (8 * FRAME_SIZE, FRAME_SIZE)]
+    assert [image.size for image in images[:2]] == [(4 * FRAME_SIZE, FRAME_SIZE), (8 * FRAME_SIZE, FRAME_SIZE)]
+    assert len(images) == 3
+    with Image.open(tmp_path / "runs" / "q" / "learning_curve.png") as curve:
+        assert images[2].size == curve.size
 
     # The pose table: one row per pose, cos(s, g) then α = 0, 0.5, 1; at α = 0 the reward is the cosine.
     rows = re.findall(r"^\s*(\w+)\s+(-?\d\.\d{4})\s+(-?\d\.\d{4})\s+(-?\d\.\d{4})\s+(-?\d\.\d{4})", text, re.M)

@@ -42,8 +42,8 @@ from rewardax.train.config import PRESET_NAMES
 def parse(argv: list[str], task: str | None = None, reward: Callable[[str], RewardConfig] | None = None,
           preset: str | None = None) -> tuple[TrainConfig, str]:
     """``(config, preset)`` from ``argv`` over the preset for the task: the preset (``preset`` if given, as the
-    offline fall-back does; else ``--preset``; else the machine's) sizes the run, the task (``--task``, or a script's ``task``) brings its env family's PPO
-    settings, ``reward(preset)`` replaces the preset's reward model, and every option given overrides them."""
+    offline fall-back does; else ``--preset``; else the machine's) sizes the run, the task (``--task``, or a
+    script's ``task``) brings its env family's PPO settings, ``reward(preset)`` replaces the preset's reward model, and every option given overrides them."""
     parser = cli.ArgumentParser(add_help=False)
     parser.add_argument("--preset", choices=PRESET_NAMES)
     parser.add_argument("--task", default=task or TrainConfig.task)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None, task: str | None = None,
             # No pretrained weights (offline, nothing cached): run what learns without them, and say so loudly.
             config, preset = parse(argv, task, reward, preset="offline")
             config = dataclasses.replace(config, fallback=f"{missing}".splitlines()[0])
-            banner(config, missing)
+            banner(config)
             summary = train(config)
     except TrainingStalled as error:
         # The stuck computation still holds a thread inside XLA: a normal interpreter exit would abort on it.
@@ -102,7 +102,7 @@ def chose_reward(argv: list[str]) -> bool:
     return any(arg.startswith(("reward:", "--reward.")) for arg in argv)
 
 
-def banner(config: TrainConfig, missing: Exception) -> None:
+def banner(config: TrainConfig) -> None:
     """The offline fall-back announces itself: what could not be found, what runs instead, how to get the real run."""
     rule = "=" * 100
     print(f"{rule}\nNO PRETRAINED WEIGHTS: {config.fallback}\n"

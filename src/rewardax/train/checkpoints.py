@@ -256,11 +256,12 @@ class BestPolicy:
     def __init__(self, run_dir: pathlib.Path):
         self.record_path = pathlib.Path(run_dir) / "best.json"
         self.store = Checkpoints(pathlib.Path(run_dir) / "best", keep=1)
-        kept = self.record()
-        self.score = (kept["success"], kept["dense"]) if kept else (-np.inf, -np.inf)
+        self.kept = json.loads(self.record_path.read_text()) if self.record_path.exists() else None
+        self.score = (self.kept["success"], self.kept["dense"]) if self.kept else (-np.inf, -np.inf)
 
     def record(self) -> dict | None:
-        return json.loads(self.record_path.read_text()) if self.record_path.exists() else None
+        """``best.json``'s content: the kept evaluation's iteration, success and dense value (None before any)."""
+        return self.kept
 
     def improves(self, metrics: dict) -> bool:
         return self._score(metrics) > self.score
@@ -269,9 +270,9 @@ class BestPolicy:
         self.store.save(iteration, {"state": state})
         self.store.wait()
         self.score = self._score(metrics)
+        self.kept = {"iteration": iteration, "success": self.score[0], "dense": self.score[1]}
         if main:
-            self.record_path.write_text(json.dumps({"iteration": iteration, "success": self.score[0],
-                                                    "dense": self.score[1]}))
+            self.record_path.write_text(json.dumps(self.kept))
 
     def close(self) -> None:
         self.store.close()

@@ -167,10 +167,6 @@ def presets(task: str = TrainConfig.task) -> dict[str, TrainConfig]:
     every humanoid task (no reward model learns a pose in a newcomer's patience on a CPU: the yes-token model
     trained from the teacher took 24 minutes to teach kneeling, README) and on the task itself for CartPole and
     MountainCar."""
-    if task not in CLASSIC and task != OFFLINE_TASK:
-        offline = presets(OFFLINE_TASK)["offline"]
-    else:
-        offline = None
     base = TrainConfig(task=task, ppo=ppo_for(task))
     devices = jax.device_count()
 
@@ -194,7 +190,8 @@ def presets(task: str = TrainConfig.task) -> dict[str, TrainConfig]:
         "paper": dataclasses.replace(base, reward=ClipRewardConfig(PAPER_CLIP, alpha=0.0),
                                      num_envs=-(-1024 // devices) * devices, iterations=500),  # 10 M env-steps
         "learning": learning,
-        "offline": offline or dataclasses.replace(learning, iterations=OFFLINE_ITERATIONS),
+        "offline": dataclasses.replace(learning, task=task if task in CLASSIC else OFFLINE_TASK,  # same PPO family
+                                       iterations=OFFLINE_ITERATIONS),
     }
 
 

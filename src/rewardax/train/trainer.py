@@ -214,7 +214,7 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
         store.wait()
         best.close()
     summary = {"run_dir": str(run_dir), "iterations": iteration, "stopped": stop_reason, "metrics": metrics,
-               **({"best": best.record()} if best.record() else {})}
+               **({"best": best.record()} if best.record() is not None else {})}
     if main and (run_dir / "metrics.jsonl").exists():
         summary["learning_curve"] = str(plot_learning_curve(run_dir))
     return summary

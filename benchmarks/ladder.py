@@ -264,7 +264,7 @@ def scan_rungs(env, render):
 def time_update(env, reward, args: Args, num_envs: int, learning: RewardLearning | None = None):
     """`common.Timing` of one training iteration on a one-device mesh (the warm-up call compiles); with
     ``learning`` the reward model, made trainable, learns in it."""
-    one_device = make_mesh(jax.devices()[:1])
+    one_device = make_mesh(devices=jax.devices()[:1])
     total_updates = (args.repeats + 1) * args.ppo.epochs * args.ppo.minibatches
     if learning is not None:
         reward = learning.make_trainable(reward)

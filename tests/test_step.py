@@ -32,12 +32,22 @@ def run(env, config, num_envs, iterations, mesh, reward=EnvReward(), seed=0, fra
 
 def test_one_device_and_four_devices_take_the_same_steps():
     assert jax.device_count() == 4, "tests run with 4 virtual CPU devices (tests/conftest.py)"
-    one, _, one_metrics = run(probes.Reach(), SMALL, 8, 3, rl_step.make_mesh(jax.devices()[:1]))
+    one, _, one_metrics = run(probes.Reach(), SMALL, 8, 3, rl_step.make_mesh(devices=jax.devices()[:1]))
     four, _, four_metrics = run(probes.Reach(), SMALL, 8, 3, rl_step.make_mesh())
     for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(one_metrics[-1]["reward"], four_metrics[-1]["reward"], rtol=1e-5)
     np.testing.assert_allclose(np.asarray(one.obs_stats.mean), np.asarray(four.obs_stats.mean), rtol=1e-5)
+
+
+def test_every_mesh_shape_takes_the_same_agent_steps():
+    """Without a reward model to split, a mesh's shape changes nothing: the agent's sums are device-ordered
+    over the same device order, so 2 × 2 and 1 × 4 give 4 × 1's parameters bit for bit."""
+    reference, _, _ = run(probes.Reach(), SMALL, 8, 2, rl_step.make_mesh())
+    for shape in [(2, 2), (1, 4)]:
+        state, _, _ = run(probes.Reach(), SMALL, 8, 2, rl_step.make_mesh(shape), reward=EnvReward())
+        for a, b in zip(jax.tree.leaves(reference.params), jax.tree.leaves(state.params)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_ppo_learns_reach_through_the_train_step():

@@ -140,7 +140,7 @@ def test_reward_model_updates_on_labels_split_over_four_devices_equal_one_device
             in_specs=(P(), P(), P(rl_step.AXIS), P()), out_specs=(P(), P(), P()), check_vma=False)
         return jax.jit(update)(params, frozen.optimizer.init(params), buffers(mesh.devices.size), jax.random.key(0))
 
-    one, _, one_metrics = run(rl_step.make_mesh(jax.devices()[:1]))
+    one, _, one_metrics = run(rl_step.make_mesh(devices=jax.devices()[:1]))
     four, _, four_metrics = run(rl_step.make_mesh())
     for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(four)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

@@ -3,7 +3,7 @@
 Call :func:`initialize` first thing in the program, before any other JAX call, on every process::
 
     rewardax.distributed.initialize()          # reads the cluster / environment; no-op for one process
-    mesh = rewardax.rl.step.make_mesh()             # every device of every process
+    mesh = rewardax.mesh.make_mesh()                # every device of every process
     state, envs, labels = step.init(env, jax.random.PRNGKey(seed), config, num_envs, total_updates, mesh)
     train_step = step.make_train_step(env, config, num_envs, total_updates, mesh)
     ...
@@ -13,8 +13,9 @@ Call :func:`initialize` first thing in the program, before any other JAX call, o
 JAX on several processes is multi-controller: every process runs the same program and the compiled step
 spans the devices of all of them. What is global, and what each process must do:
 
-- **The mesh** is global: ``step.make_mesh()`` is built from ``jax.devices()``, every device of every process, in
-  the same order everywhere. ``num_envs`` is the global env count and must split over all devices.
+- **The mesh** is global: ``rewardax.mesh.make_mesh()`` is built from ``jax.devices()``, every device of every
+  process, in the same order everywhere; a model group (``--mesh ...,model=M``) lies within one process. ``num_envs``
+  is the global env count and must split over all devices.
 - **The seed** is global: every process passes the same key to ``step.init``. The agent's parameters, the
   optimiser state and the minibatch key are computed identically on each process and placed on the mesh
   replicated; JAX checks that they really are equal on every process (a different seed on one process
@@ -25,7 +26,7 @@ spans the devices of all of them. What is global, and what each process must do:
   seed and ``num_envs``. The env batch stays sharded across processes; read it with
   ``jax.experimental.multihost_utils.process_allgather`` (or each process's ``addressable_shards``).
 - **The reward model** is an argument of every step and must be the same on every process. Put its arrays
-  on the mesh once with :func:`replicate`: arrays committed to one local device (e.g. loaded with
+  on the mesh once with :func:`place`: arrays committed to one local device (e.g. loaded with
   ``jax.device_put(w, device)``) cannot enter a step that spans other processes' devices.
 - **Metrics and the train state** come out replicated (fully addressable on every process): ``jax.device_get``
   works on any process. Only the main process (:func:`is_main_process`) writes logs, videos and metrics;
@@ -129,14 +130,15 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def replicate(tree, mesh: Mesh):
-    """Place a pytree on every device of ``mesh`` (all processes), unsharded: e.g. a reward model's weights,
-    once before training, so each step does not copy them again. Every process must pass the same values
-    (JAX checks). In a multi-process job, local arrays go through host memory first, as arrays on one
-    process's devices cannot enter a step that spans the others'."""
-    sharding = NamedSharding(mesh, P())
+def place(tree, mesh: Mesh, specs=P()):
+    """Put a pytree on the devices of ``mesh`` (all processes), each leaf laid out as its `PartitionSpec` in
+    ``specs`` (a tree prefix of ``tree``; default: replicated on every device): e.g. a reward model's weights, once
+    before training, so each step does not copy them again (`rewardax.models.sharding.specs` splits them over the
+    model axis). Every process passes the same full values (JAX checks) and keeps its own shards. In a
+    multi-process job, local arrays go through host memory first, as arrays on one process's devices cannot
+    enter a step that spans the others'."""
 
-    def put(x):
+    def put(x, sharding):
         if isinstance(x, jax.Array):
             if x.sharding == sharding:
                 return x
@@ -148,7 +150,11 @@ def replicate(tree, mesh: Mesh):
                 x = np.asarray(x)
         return jax.device_put(x, sharding)
 
-    return jax.tree.map(put, tree)
+    def put_all(spec, subtree):
+        sharding = NamedSharding(mesh, spec)
+        return jax.tree.map(lambda x: put(x, sharding), subtree)
+
+    return jax.tree.map(put_all, specs, tree, is_leaf=lambda x: isinstance(x, P))
 
 
 def _setting(value, name: str, env: str) -> int | None:

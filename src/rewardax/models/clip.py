@@ -41,6 +41,7 @@ from flax import nnx
 from rewardax.models.layers import ACTIVATIONS as _ACTIVATIONS
 from rewardax.models.layers import Dense, LayerNorm, attention, scan_layers, square_size, unroll_count
 from rewardax.models.layers import normal as _normal
+from rewardax.models.sharding import full
 
 Array = jax.Array
 
@@ -236,8 +237,8 @@ class VisionTower(nnx.Module):
         g = s // p
         x = pixels.reshape(b, g, p, g, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, g * g, p * p * c)
         x = self.patch_embed(x)
-        cls = jnp.broadcast_to(self.class_embedding[...].astype(jnp.float32), (b, 1, x.shape[-1]))
-        x = jnp.concatenate([cls, x], axis=1) + self.pos_embedding[...].astype(jnp.float32)
+        cls = jnp.broadcast_to(full(self.class_embedding).astype(jnp.float32), (b, 1, x.shape[-1]))
+        x = jnp.concatenate([cls, x], axis=1) + full(self.pos_embedding).astype(jnp.float32)
         x = self.ln_pre(x)
         x, per_layer = self.encoder(x, None, return_all=return_intermediates)
         pooled = self.ln_post(x[:, 0])
@@ -269,8 +270,8 @@ class TextTower(nnx.Module):
         b, n = input_ids.shape
         if n > self.context_length:
             raise ValueError(f"text length {n} exceeds the model's context length {self.context_length}")
-        x = jnp.take(self.token_embedding[...], input_ids, axis=0).astype(jnp.float32)
-        x = x + self.pos_embedding[...][:n].astype(jnp.float32)
+        x = jnp.take(full(self.token_embedding), input_ids, axis=0).astype(jnp.float32)
+        x = x + full(self.pos_embedding)[:n].astype(jnp.float32)
         mask = jnp.tril(jnp.ones((n, n), bool))[None, None]
         if attention_mask is not None:  # padding mask on the keys, as transformers does
             mask = mask & attention_mask.astype(bool)[:, None, None, :]
@@ -334,7 +335,7 @@ class CLIP(nnx.Module):
         """``[Bi, Bt]`` logits ``exp(logit_scale) * cos(image, text)`` from (unnormalised) embeddings."""
         i = l2_normalize(image_embeds)
         t = l2_normalize(text_embeds)
-        return jnp.exp(self.logit_scale[...].astype(jnp.float32)) * (i @ t.T)
+        return jnp.exp(full(self.logit_scale).astype(jnp.float32)) * (i @ t.T)
 
     def __call__(self, pixels: Array, input_ids: Array, attention_mask: Array | None = None) -> dict[str, Array]:
         """Like HF ``CLIPModel.forward``: ``logits_per_image [Bi, Bt]``, ``logits_per_text [Bt, Bi]`` and the

@@ -66,6 +66,7 @@ from flax import nnx, struct
 
 from rewardax.models.layers import (ACTIVATIONS, Dense, LayerNorm, RMSNorm, attention, normal, scan_layers,
                                      square_size, unroll_count)
+from rewardax.models.sharding import full
 
 Array = jax.Array
 
@@ -341,9 +342,9 @@ class VisionLayer(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         o = attention(q.reshape(b, n, self.heads, 1, hd), k.reshape(b, n, self.heads, hd),
                       v.reshape(b, n, self.heads, hd), None, self.dtype_mm)
-        x = x + self.lambda_1[...].astype(jnp.float32) * self.proj(o.reshape(b, n, d))
+        x = x + full(self.lambda_1).astype(jnp.float32) * self.proj(o.reshape(b, n, d))
         y = self.fc2(_ACT[self.act](self.fc1(self.norm2(x))))
-        return x + self.lambda_2[...].astype(jnp.float32) * y
+        return x + full(self.lambda_2).astype(jnp.float32) * y
 
 
 class InternViT(nnx.Module):
@@ -371,10 +372,10 @@ class InternViT(nnx.Module):
         n, g = pixels.shape[0], s // p
         x = pixels.astype(jnp.float32).reshape(n, c, g, p, g, p).transpose(0, 2, 4, 1, 3, 5)
         x = self.patch_embed(x.reshape(n, g * g, c * p * p))
-        cls = jnp.broadcast_to(self.cls_token[...].astype(jnp.float32), (n, 1, x.shape[-1]))
+        cls = jnp.broadcast_to(full(self.cls_token).astype(jnp.float32), (n, 1, x.shape[-1]))
         x = jnp.concatenate([cls, x], axis=1)
         if self.pos_embed is not None:
-            x = x + self.pos_embed[...].astype(jnp.float32)
+            x = x + full(self.pos_embed).astype(jnp.float32)
         layers = self.spec.depth if layers is None else layers
         if layers:
             x, _ = scan_layers(self.layers, lambda layer, h, _: (layer(h), None), x, length=layers,
@@ -502,7 +503,7 @@ class Qwen2(nnx.Module):
         """Final-normed hidden states ``[..., D]`` -> float32 logits ``[..., vocab]``."""
         if self.lm_head is not None:
             return self.lm_head(hidden)
-        return jnp.matmul(hidden.astype(self.dtype_mm), self.embed[...].astype(self.dtype_mm).T,
+        return jnp.matmul(hidden.astype(self.dtype_mm), full(self.embed).astype(self.dtype_mm).T,
                           preferred_element_type=jnp.float32)
 
     def __call__(self, x: Array, positions: Array, key_mask: Array, prefix: KVCache | None, last_index: Array,
@@ -585,7 +586,7 @@ class InternVL(nnx.Module):
 
     def embed_tokens(self, input_ids: Array) -> Array:
         """``[B, T]`` ids -> ``[B, T, width]`` float32 token embeddings."""
-        return jnp.take(self.text.embed[...], jnp.asarray(input_ids), axis=0).astype(jnp.float32)
+        return jnp.take(full(self.text.embed), jnp.asarray(input_ids), axis=0).astype(jnp.float32)
 
     def splice_images(self, embeds: Array, input_ids: Array, image_features: Array) -> Array:
         """Replaces the embeddings at ``input_ids == image_token_id`` by ``image_features`` (``[N, tokens, D]``,

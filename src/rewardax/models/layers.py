@@ -4,6 +4,9 @@
   return float32. Norms are computed in float32 whatever the input dtype.
 - ``stack`` adds leading axes to every parameter, so that one module instance holds the parameters of ``depth``
   layers, run by ``jax.lax.scan`` (see `scan_layers`).
+- every parameter is read through `rewardax.models.sharding.full`: ``var[...]``, or the weight all-gathered over
+  the ``model`` mesh axis inside `rewardax.models.sharding.model_axis` (fully-sharded reward models; inside
+  `scan_layers`' body, so one layer at a time).
 
 Also the small helpers both ports share: `square_size` (reading a transformers config) and `count_params`.
 """
@@ -19,6 +22,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from rewardax.models.sharding import full
 
 Array = jax.Array
 
@@ -99,7 +104,7 @@ class LayerNorm(nnx.Module):
         mean = jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
         y = (x - mean) * jax.lax.rsqrt(var + self.eps)
-        return y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
+        return y * full(self.scale).astype(jnp.float32) + full(self.bias).astype(jnp.float32)
 
 
 class RMSNorm(nnx.Module):
@@ -112,7 +117,7 @@ class RMSNorm(nnx.Module):
     def __call__(self, x: Array) -> Array:
         x = x.astype(jnp.float32)
         y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps)
-        return y * self.scale[...].astype(jnp.float32)
+        return y * full(self.scale).astype(jnp.float32)
 
 
 class Dense(nnx.Module):
@@ -141,12 +146,12 @@ class Dense(nnx.Module):
 
     def __call__(self, x: Array) -> Array:
         x = x.astype(self.dtype_mm)
-        y = jnp.matmul(x, self.kernel[...].astype(self.dtype_mm), preferred_element_type=jnp.float32)
+        y = jnp.matmul(x, full(self.kernel).astype(self.dtype_mm), preferred_element_type=jnp.float32)
         if self.bias is not None:
-            y = y + self.bias[...].astype(jnp.float32)
+            y = y + full(self.bias).astype(jnp.float32)
         if self.lora_a is not None:
-            low = jnp.matmul(x, self.lora_a[...].astype(self.dtype_mm), preferred_element_type=jnp.float32)
-            y = y + self.lora_scale * jnp.matmul(low.astype(self.dtype_mm), self.lora_b[...].astype(self.dtype_mm),
+            low = jnp.matmul(x, full(self.lora_a).astype(self.dtype_mm), preferred_element_type=jnp.float32)
+            y = y + self.lora_scale * jnp.matmul(low.astype(self.dtype_mm), full(self.lora_b).astype(self.dtype_mm),
                                                  preferred_element_type=jnp.float32)
         return y
 

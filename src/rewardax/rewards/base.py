@@ -31,6 +31,8 @@ import jax
 import optax
 from flax import struct
 
+from rewardax.models.sharding import shard_model
+
 
 class Reward:
     """Base of every reward model: frozen by default (see the module docstring)."""
@@ -49,6 +51,19 @@ class Reward:
     def merge(self, params: Any) -> Reward:
         """The model with the trainable parameters ``params`` (as `split` returned them) put back."""
         return self
+
+    def shard(self, size: int) -> Reward:
+        """This model with its weights marked to be split over ``size`` devices (`rewardax.models.sharding`), for a
+        mesh whose model axis has that size. A model keeping its weights as ``graphdef``/``params`` (CLIP,
+        InternVL) is split by `rewardax.models.sharding.shard_model`; a model without weights only runs on
+        ``size`` 1."""
+        if size == 1:
+            return self
+        if not hasattr(self, "graphdef") or getattr(self, "params", None) is None:
+            raise ValueError(f"{type(self).__name__} has no weights to split over a model axis of {size}: use "
+                             f"--mesh model=1 (the default)")
+        graphdef, params = shard_model(self.graphdef, self.params, size)
+        return self.replace(graphdef=graphdef, params=params)
 
     def initial_reference(self) -> jax.Array | None:
         """The uint8 [H, W, 3] reference to start from when the best frame so far is to replace it; None for a

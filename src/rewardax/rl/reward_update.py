@@ -15,8 +15,9 @@ state path (`held_out_agreement`).
 
 Each device holds its own slice of the labelled frames (`rewardax.rl.label_buffer`). The loss is the weighted
 mean over every device's examples: each device differentiates its weighted sum, and gradients and weights are
-summed over devices in device order (`rewardax.stats.device_sum`) before one optax update, so every device takes
-the same step — and a buffer split over 4 devices gives the step of the same examples on one device.
+summed over devices (`sum_gradients`) before one optax update, so every device takes the same step — and a buffer
+split over 4 devices gives the step of the same examples on one device, to float rounding. With the weights split
+over a model axis, each device updates its shard (Adam is elementwise) with its shard's gradient.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import PartitionSpec as P
 
+from rewardax.mesh import ENVS, MODEL
+from rewardax.models.sharding import specs
 from rewardax.rewards.losses import answer_cross_entropy, bradley_terry
 from rewardax.rewards.teacher import Teacher, choose
 from rewardax.rl.label_buffer import LabelBuffer
@@ -133,6 +137,24 @@ def labelled_loss_sum(reward, examples: LabelBuffer, ce_weight: float) -> tuple[
     return loss * total, total
 
 
+def sum_gradients(grads, axis_name):
+    """Every device's gradient of the reward model, summed over all devices (``axis_name``: `rewardax.mesh.AXIS`).
+
+    A weight split over the model axis (`rewardax.models.sharding`) is gathered at use, and the transpose of that
+    gather is a reduce-scatter: its gradient arrives already summed over its model group, as this device's
+    shard, so it is summed over ``envs`` only; every other leaf over all devices. A plain ``psum``, not the
+    device-ordered `device_sum`, which materialises one copy of the gradient per device (a 1 B model's is
+    gigabytes): the update is the same to float rounding on any mesh, not bit for bit."""
+    if axis_name is None:
+        return grads
+
+    def total(spec, leaf):
+        axes = ENVS if MODEL in spec else axis_name
+        return jax.tree.map(lambda g: jax.lax.psum(g, axes), leaf)
+
+    return jax.tree.map(total, specs(grads), grads, is_leaf=lambda x: isinstance(x, P))
+
+
 def update_reward_model(frozen, params, opt_state, buffer: LabelBuffer, key: jax.Array, config: RewardLearning,
                         axis_name: str | None = None):
     """``config.updates`` optax steps of the reward model (``frozen.merge(params)``) on the labelled frames:
@@ -145,7 +167,8 @@ def update_reward_model(frozen, params, opt_state, buffer: LabelBuffer, key: jax
         params, opt_state = carry
         examples = buffer.sample(key, config.batch) if config.batch else buffer
         (value, total), grads = jax.value_and_grad(loss_sum, has_aux=True)(params, examples)
-        value, total, grads = device_sum((value, total, grads), axis_name)
+        value, total = device_sum((value, total), axis_name)
+        grads = sum_gradients(grads, axis_name)
         scale = 1.0 / jnp.maximum(total, 1e-12)
         updates, new_opt_state = frozen.optimizer.update(jax.tree.map(lambda g: g * scale, grads), opt_state, params)
         learned = total > 0  # an update with no labelled example anywhere changes nothing, optimiser state included

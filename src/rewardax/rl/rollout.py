@@ -108,9 +108,11 @@ def _device_varying(tree, axis_name: str | None):
     if axis_name is None:
         return tree
 
+    axes = (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
+
     def cast(x):
-        varying = axis_name in jax.typeof(x).manual_axis_type.varying
-        return x if varying else jax.lax.pcast(x, axis_name, to="varying")
+        missing = tuple(a for a in axes if a not in jax.typeof(x).manual_axis_type.varying)
+        return jax.lax.pcast(x, missing, to="varying") if missing else x
 
     return jax.tree.map(cast, tree)
 

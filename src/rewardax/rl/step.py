@@ -4,10 +4,12 @@
     train_step = make_train_step(env, config, num_envs, total_updates)
     state, envs, labels, metrics = train_step(state, envs, labels, reward.split()[0])
 
-``train_step`` is `jax.jit` of `jax.shard_map` over a one-axis mesh of every device (of every host after
-`jax.distributed.initialize()`): the envs are split along the mesh axis, the agent and the reward model are
-replicated, and gradients and statistics are summed over devices in device order (`rewardax.stats.device_sum`).
-Frames never leave the device.
+``train_step`` is `jax.jit` of `jax.shard_map` over the mesh of every device (of every host after
+`jax.distributed.initialize()`; `rewardax.mesh`: ``envs`` × ``model``): the envs are split over all devices, the
+agent is replicated, the reward model's weights are replicated or, on a model axis of M > 1, split over each group
+of M devices and gathered layer by layer where they are used (`rewardax.models.sharding`). The agent's gradients
+and the statistics are summed over devices in device order (`rewardax.stats.device_sum`). Frames never leave the
+device.
 Randomness is per env (keyed by global env index) and minibatches are shuffled time steps, so a run takes
 the same steps on one device as on many.
 
@@ -32,13 +34,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from brax.envs.base import State
 from flax import struct
 from jax.sharding import Mesh, PartitionSpec as P
 
 from rewardax.envs.base import TaskEnv, check_env
+from rewardax.mesh import AXIS, MODEL, check_num_envs, make_mesh, model_size
+from rewardax.models.sharding import model_axis, model_norm, specs
 from rewardax.models.preprocess import resize_images
 from rewardax.stats import roc_auc
 from rewardax.rewards.base import Reward, check_reward
@@ -50,12 +53,10 @@ from rewardax.rl.reward_update import RewardLearning, ask_teacher, held_out_agre
 from rewardax.stats import device_sum
 from rewardax.rl.rollout import RolloutCarry, finite_envs, init_carry, rollout, select_envs
 
-AXIS = "envs"
-
-
 @struct.dataclass
 class TrainState:
-    """Everything training changes that is the same on every device (replicated)."""
+    """Everything training changes that is the same on every device: replicated, but for a reward model's
+    weights split over the model axis (and their optimiser state), which each model group holds once."""
 
     params: Params
     opt_state: optax.OptState
@@ -83,21 +84,6 @@ class EnvBatch:
     """[B] per-env random keys."""
     returns: jax.Array
     """[B] discounted reward sums of the current episodes, for reward scaling."""
-
-
-def make_mesh(devices=None) -> Mesh:
-    """A one-axis mesh over ``devices`` (default: every device of every process)."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (AXIS,))
-
-
-def check_num_envs(num_envs: int, mesh: Mesh) -> int:
-    """Envs per device; one clear error if ``num_envs`` does not split evenly."""
-    devices = mesh.devices.size
-    if num_envs < 1 or num_envs % devices:
-        raise ValueError(f"num_envs={num_envs} must be a positive multiple of the {devices} devices; use e.g. "
-                         f"num_envs={max(1, num_envs // devices) * devices} or {(num_envs // devices + 1) * devices}")
-    return num_envs // devices
 
 
 def agent_for(env: TaskEnv, config: PPOConfig, key: jax.Array) -> tuple[ActorCritic, Params]:
@@ -138,7 +124,14 @@ def init(env: TaskEnv, key: jax.Array, config: PPOConfig, num_envs: int, total_u
         capacity = learning.per_device(mesh.devices.size)[1]
         labels = jax.jit(jax.shard_map(lambda: LabelBuffer.create(capacity, 2, (frame_size, frame_size, 3)),
                                        mesh=mesh, in_specs=(), out_specs=P(AXIS), check_vma=False))()
-    return jax.device_put(state, jax.sharding.NamedSharding(mesh, P())), envs, labels
+    return jax.device_put(state, shardings(state, mesh)), envs, labels
+
+
+def shardings(tree, mesh: Mesh):
+    """Where each leaf of ``tree`` lives on ``mesh``: the reward model's weights (and their optimiser state) as
+    `rewardax.models.sharding.specs` splits them, everything else replicated."""
+    return jax.tree.map(lambda spec: jax.sharding.NamedSharding(mesh, spec), specs(tree),
+                        is_leaf=lambda x: isinstance(x, P))
 
 
 @struct.dataclass
@@ -397,15 +390,21 @@ def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_update
             state, labels, learned = learn(state, reward, frozen, labels, carry.reward_memory.candidate, learn_key)
             metrics.update(learned)
         if state.reward_params is not None:
-            metrics["reward_model/param_norm"] = optax.tree.norm(state.reward_params)
+            metrics["reward_model/param_norm"] = model_norm(state.reward_params, MODEL)
         envs = EnvBatch(carry.env_state, carry.steps, carry.keys, scaler.returns)
         return state, envs, labels, metrics
 
-    # check_vma=False: MJX's solver has `lax.cond`s whose branches JAX's replication typing cannot match
-    # under shard_map; replication is kept by construction (pmean/psum of everything shared).
-    sharded = jax.shard_map(step_on_one_device, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS), P()),
-                            out_specs=(P(), P(AXIS), P(AXIS), P()), check_vma=False)
-    return jax.jit(sharded, donate_argnums=(0, 1, 2))
+    def train_step(state: TrainState, envs: EnvBatch, labels: LabelBuffer | None, frozen: Reward):
+        # The reward model's weights keep their split over the model axis (read from their metadata while
+        # tracing); check_vma=False: MJX's solver has `lax.cond`s whose branches JAX's replication typing cannot
+        # match under shard_map; replication is kept by construction (pmean/psum of everything shared).
+        layout = specs(state)
+        sharded = jax.shard_map(step_on_one_device, mesh=mesh, in_specs=(layout, P(AXIS), P(AXIS), specs(frozen)),
+                                out_specs=(layout, P(AXIS), P(AXIS), P()), check_vma=False)
+        with model_axis(MODEL, model_size(mesh)):  # the models gather their split weights layer by layer
+            return sharded(state, envs, labels, frozen)
+
+    return jax.jit(train_step, donate_argnums=(0, 1, 2))
 
 
 def check_learning(env: TaskEnv, render, learning: RewardLearning, num_envs: int, mesh: Mesh) -> int:

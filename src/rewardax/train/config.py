@@ -21,6 +21,7 @@ import dataclasses
 import jax
 
 from rewardax.envs import CLASSIC
+from rewardax.mesh import mesh_sizes
 from rewardax.rewards.config import (PAPER_CLIP, REWARD_CONFIGS, SMALL_CLIP, ClipRewardConfig, DenseRewardConfig,
                                      RewardChoice, YesTokenRewardConfig)
 from rewardax.rl.ppo import PPOConfig
@@ -78,6 +79,11 @@ class TrainConfig:
     """With train_reward: the teacher and its label budget, which frames it is asked about, and the updates."""
     num_envs: int = 1024
     """Envs stepped in parallel, over all devices (a multiple of the device count)."""
+    mesh: str = ""
+    """How the devices are arranged, ``envs=E,model=M`` (E × M devices; one size may be left out and is
+    inferred): the envs are split over all of them, the reward model's weights over each group of M
+    (`rewardax.mesh`), for a reward model larger than one chip. Empty: model=1, every device holds the whole
+    reward model."""
     iterations: int = 1000
     """Training iterations; each collects ppo.num_steps steps from every env."""
     ppo: PPOConfig = HUMANOID_PPO
@@ -134,6 +140,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
                 problems.append(f"{name} must be an integer of at least {low}, got {value!r}")
+        try:
+            mesh_sizes(self.mesh)
+        except ValueError as error:
+            problems.append(str(error))
         for name in ("watchdog_first_s", "watchdog_factor", "watchdog_min_s"):
             if not getattr(self, name) >= 0:
                 problems.append(f"{name} must be at least 0 (0: no limit), got {getattr(self, name)!r}")

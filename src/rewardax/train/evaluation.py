@@ -18,7 +18,7 @@ def make_evaluation(env, config: TrainConfig, mesh):
     run = make_evaluator(env, config.ppo, config.frame_size, config.eval_episodes, config.reward_every)
 
     def evaluate(state, frozen_reward, run_dir, iteration):
-        key = distributed.replicate(jax.random.fold_in(jax.random.key(config.seed), iteration), mesh)
+        key = distributed.place(jax.random.fold_in(jax.random.key(config.seed), iteration), mesh)
         metrics, (frames, rewards, success) = run(state.params, state.obs_stats,
                                                   rl_step.current_reward(frozen_reward, state), key)
         if jax.process_index() == 0:

@@ -45,6 +45,8 @@ from tqdm import tqdm
 
 import rewardax.envs as envs
 from rewardax import distributed, labelled_frames
+from rewardax.mesh import make_mesh, mesh_shape, model_size
+from rewardax.models.sharding import specs
 from rewardax.rewards import Reward, check_reward
 from rewardax.rl import step as rl_step
 from rewardax.rl.evaluate import can_evaluate
@@ -79,7 +81,7 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
     In a multi-process job every process calls it with the same config (it joins the job first).
     """
     distributed.initialize(required=config.distributed)
-    mesh = rl_step.make_mesh()
+    mesh = make_mesh(mesh_shape(config.mesh, jax.device_count()))
     # Everything is checked, and the reward model built, before the run directory is touched.
     rl_step.check_num_envs(config.num_envs, mesh)
     if config.wandb and importlib.util.find_spec("wandb") is None:
@@ -90,8 +92,10 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
     learning = config.reward_learning if config.train_reward else None
     if learning is not None and reward.split()[1] is None:
         reward = learning.make_trainable(reward)
+    reward = reward.shard(model_size(mesh))  # its weights split over the mesh's model axis (a no-op at model=1)
     dataset = labelled_frames.load(learning.labels_from) if learning and learning.labels_from else None
-    frozen_reward = distributed.replicate(reward.split()[0], mesh)  # on every device once, not copied every step
+    frozen_reward = reward.split()[0]  # on the devices once, not copied every step
+    frozen_reward = distributed.place(frozen_reward, mesh, specs(frozen_reward))
     run_dir = pathlib.Path(distributed.from_main(str(run_dir_for(config))))
     main = distributed.is_main_process()
 

@@ -1,5 +1,5 @@
 """Multi-process runs: the flagship on two local CPU processes of 2 devices each trains like one process of 4
-devices, bit for bit; a signal to either process stops both, and the rerun resumes exactly; a process that
+devices, bit for bit, its reward model split over each process's two devices (``--mesh envs=2,model=2``); a signal to either process stops both, and the rerun resumes exactly; a process that
 dies stops the other."""
 
 import json
@@ -22,6 +22,7 @@ from rewardax.train.checkpoints import Checkpoints
 ROOT = pathlib.Path(__file__).parents[1]
 FLAGSHIP = ROOT / "experiments" / "humanoid_splits.py"
 PROCESSES, DEVICES_EACH, ITERATIONS = 2, 2, 3
+MESH = "envs=2,model=2"  # the smoke preset's CLIP split over each process's two devices (a model group per process)
 TIMEOUT = 600.0  # seconds a two-process job may take: both compile from cold (~180 s), on 2 shared cores
 
 
@@ -107,7 +108,8 @@ def one_process_run(tmp_path_factory):
     import train
 
     run = tmp_path_factory.mktemp("one_process")
-    summary = train.main(["--preset", "smoke", "--run-dir", str(run), "--iterations", str(ITERATIONS)], task="splits")
+    summary = train.main(["--preset", "smoke", "--run-dir", str(run), "--iterations", str(ITERATIONS), "--mesh", MESH],
+                         task="splits")
     assert summary["iterations"] == ITERATIONS
     return run
 
@@ -124,7 +126,8 @@ def test_the_flagship_smoke_run_leaves_checkpoints_logs_tensorboard_and_a_video(
 def test_two_processes_run_the_flagship_like_one_process(one_process_run, tmp_path):
     assert jax.device_count() == PROCESSES * DEVICES_EACH, "tests run with 4 virtual CPU devices (tests/conftest.py)"
     run = tmp_path / "run"
-    job = Job(tmp_path, ["--preset", "smoke", "--run-dir", str(run), "--iterations", str(ITERATIONS)], "flagship")
+    job = Job(tmp_path, ["--preset", "smoke", "--run-dir", str(run), "--iterations", str(ITERATIONS), "--mesh", MESH],
+              "flagship")
     codes = job.wait()
     assert codes == [0, 0], job.report(codes)
     assert [(s["stopped"], s["iterations"], s["run_dir"]) for s in job.summaries()] == \

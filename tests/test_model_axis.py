@@ -63,8 +63,9 @@ def test_each_device_holds_its_share_of_the_weights(runs, model):
 
 def test_the_trainer_runs_resumes_and_evaluates_with_a_split_reward_model(tmp_path):
     """--mesh envs=2,model=2 on the 4 test devices: the tiny yes-token model trained in the step, split in two,
-    checkpointed whole (orbax writes the global arrays) and resumed."""
-    config = dataclasses.replace(presets("cartpole")["smoke"], mesh="envs=2,model=2", train_reward=True,
+    scoring one frame per call (--reward-chunk 1), checkpointed whole (orbax writes the global arrays) and
+    resumed."""
+    config = dataclasses.replace(presets("cartpole")["smoke"], mesh="envs=2,model=2", train_reward=True, reward_chunk=1,
                                  reward=YesTokenRewardConfig(checkpoint="random", bfloat16=False),
                                  run_dir=str(tmp_path / "run"))
     first = train(config, progress=False)
@@ -72,7 +73,8 @@ def test_the_trainer_runs_resumes_and_evaluates_with_a_split_reward_model(tmp_pa
     store = Checkpoints(tmp_path / "run" / "checkpoints")
     saved = {name.removeprefix("state/reward_params/"): value.shape for name, value in store.read().items()
              if name.startswith("state/reward_params/")}
-    whole = {name: value.shape for name, value in named_leaves(config.reward.build(envs.make("cartpole")).params).items()}
+    unsplit = config.reward.build(envs.make("cartpole")).params
+    whole = {name: value.shape for name, value in named_leaves(unsplit).items()}
     assert saved == whole  # every weight, at its whole shape
     resumed = train(dataclasses.replace(config, iterations=3), progress=False)
     assert resumed["iterations"] == 3

@@ -235,3 +235,20 @@ def test_reward_agreement_over_devices_equals_one_device():
                                  check_vma=False))(x, dense, success, valid)
     for k in one:
         np.testing.assert_allclose(four[k], one[k], rtol=1e-5)
+
+
+def test_a_reward_scored_in_chunks_equals_one_call():
+    env = envs.make("cartpole")
+    states = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 6))
+    states = states.replace(reward=jnp.arange(6.0))  # a reward read from the state: its leaves are cut too
+    frames = jax.random.randint(jax.random.key(1), (6, 12, 12, 3), 0, 256).astype(jnp.uint8)
+    for reward in (MeanPixel(), EnvReward()):
+        whole = rl_step.score_in_chunks(reward, frames, states)
+        for chunk in (1, 2, 3, 6):  # a mean over fewer frames at a time may round differently in the last bit
+            np.testing.assert_allclose(rl_step.score_in_chunks(reward, frames, states, chunk)[0], whole[0],
+                                       rtol=1e-6)
+    np.testing.assert_array_equal(rl_step.score_in_chunks(EnvReward(), None, states, 2)[0], np.arange(6.0))
+    with pytest.raises(ValueError, match="reward_chunk=4 must divide the 6 frames"):
+        rl_step.score_in_chunks(MeanPixel(), frames, states, 4)
+    with pytest.raises(ValueError, match="reward_chunk must be a non-negative integer"):
+        rl_step.check_reward_chunk(-1, 8)

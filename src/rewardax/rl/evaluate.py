@@ -25,18 +25,21 @@ def can_evaluate(env: TaskEnv) -> bool:
     return env.task is not None and env.renderer(1, 1) is not None
 
 
-def make_evaluator(env: TaskEnv, config: PPOConfig, frame_size: int, episodes: int, reward_every: int = 1):
-    """The reward model scores as in training (`rewardax.rl.step.scorer`: every ``reward_every``-th step)."""
+def make_evaluator(env: TaskEnv, config: PPOConfig, frame_size: int, episodes: int, reward_every: int = 1,
+                   reward_chunk: int = 0):
+    """The reward model scores as in training (`rewardax.rl.step.scorer`: every ``reward_every``-th step,
+    ``reward_chunk`` frames per call)."""
     if not can_evaluate(check_env(env)):
         raise ValueError(f"{type(env).__name__} has no task oracle or no renderer: it cannot be evaluated")
     agent, _ = rl_step.agent_for(env, config, jax.random.key(0))
     render = env.renderer(frame_size, frame_size)
 
     rl_step.check_reward_every(reward_every)
+    rl_step.check_reward_chunk(reward_chunk, episodes)
 
     @jax.jit
     def run(params, obs_stats, reward, key):
-        start, score = rl_step.scorer(env, reward, frame_size, reward_every)
+        start, score = rl_step.scorer(env, reward, frame_size, reward_every, reward_chunk)
 
         def one_step(carry, _):
             states, memory = carry

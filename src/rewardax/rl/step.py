@@ -174,7 +174,37 @@ def check_reward_every(reward_every: int) -> int:
     return reward_every
 
 
-def scorer(env: TaskEnv, reward: Reward, frame_size: int, reward_every: int = 1):
+def check_reward_chunk(reward_chunk: int, *batches: int) -> int:
+    """``reward_chunk`` itself; one clear error unless it is 0 or divides every batch of frames it will cut."""
+    if not isinstance(reward_chunk, int) or isinstance(reward_chunk, bool) or reward_chunk < 0:
+        raise ValueError(f"reward_chunk must be a non-negative integer (0: every frame in one call), got "
+                         f"{reward_chunk!r}")
+    for batch in batches:
+        if reward_chunk and batch % reward_chunk:
+            raise ValueError(f"reward_chunk={reward_chunk} must divide the {batch} frames scored together (the envs "
+                             f"per device, and the evaluation's episodes): use a divisor of {batch}, or 0")
+    return reward_chunk
+
+
+def score_in_chunks(reward: Reward, frames: jax.Array | None, state: State, chunk: int = 0):
+    """``reward(frames, state)`` computed ``chunk`` frames at a time (``lax.map``), so that only one chunk's
+    activations exist at once: a 1 B VLM's attention over 512 frames alone is tens of GB. ``0`` (or a chunk of
+    at least every frame): one call. The state's per-env leaves are sliced with the frames."""
+    n = state.obs.shape[0]
+    if not chunk or chunk >= n:
+        return reward(frames, state)
+    check_reward_chunk(chunk, n)
+
+    def one(i):
+        cut = lambda x: jax.lax.dynamic_slice_in_dim(x, i * chunk, chunk)  # noqa: E731
+        part = jax.tree.map(lambda x: cut(x) if jnp.ndim(x) and x.shape[0] == n else x, state)
+        return reward(None if frames is None else cut(frames), part)
+
+    out = jax.lax.map(one, jnp.arange(n // chunk))
+    return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
+
+
+def scorer(env: TaskEnv, reward: Reward, frame_size: int, reward_every: int = 1, reward_chunk: int = 0):
     """``(start, score)``: ``score(state, new_episode, memory) -> (reward, metrics, memory)``, the rollout's reward
     function (`rewardax.rl.rollout.RewardFn`), and ``start(states)``, the memory it begins a rollout with
     (``states``: the batch the rollout starts from).
@@ -184,7 +214,8 @@ def scorer(env: TaskEnv, reward: Reward, frame_size: int, reward_every: int = 1)
     the steps between, the model is skipped (frames are not even drawn) and each env keeps its last reward and
     model metrics — a 1 B VLM costs about a hundred times CLIP B/32 per frame. So a held reward never outlives
     the episode it was scored in; envs whose episodes have one length end together, so this costs nothing
-    extra when the rollout length divides the episode length. The env's oracle (``oracle/success``,
+    extra when the rollout length divides the episode length. The model sees ``reward_chunk`` frames per call
+    (`score_in_chunks`; 0: all of them). The env's oracle (``oracle/success``,
     ``oracle/dense``) is read on every step.
     When the model's reference adapts (`Reward.initial_reference`), the best-scoring valid frame is remembered.
     ``start(states, capture_at)`` with ``capture_at [B]`` keeps each env's state reached at that step of the
@@ -199,7 +230,7 @@ def scorer(env: TaskEnv, reward: Reward, frame_size: int, reward_every: int = 1)
 
     def model(reached: State, memory: ScoreMemory):
         frames = render(reached.pipeline_state).rgb if render else None
-        value, metrics = reward(frames, reached)
+        value, metrics = score_in_chunks(reward, frames, reached, reward_chunk)
         best_value, best_frame = memory.best_value, memory.best_frame
         if adaptive:
             candidates = jnp.where(finite_envs(reached) & jnp.isfinite(value), value, -jnp.inf)
@@ -291,18 +322,20 @@ def reward_agreement(reward: jax.Array, dense: jax.Array, success: jax.Array, va
 
 
 def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_updates: int, frame_size: int = 224,
-                    mesh: Mesh | None = None, reward_every: int = 1, learning: RewardLearning | None = None):
+                    mesh: Mesh | None = None, reward_every: int = 1, learning: RewardLearning | None = None,
+                    reward_chunk: int = 0):
     """``train_step(state, envs, labels, frozen) -> (state, envs, labels, metrics)``: ``frozen`` is the reward
     model's frozen part (``reward.split()[0]``; its trainable parameters are ``state.reward_params``), ``labels``
     the ring of labelled frames (`init`; None unless ``learning``). ``state``, ``envs`` and ``labels`` are donated.
-    The model scores every ``reward_every``-th step of a rollout (`scorer`). A model with an adaptive reference
-    (``state.reward_reference``) takes the rollout's best frame as its new reference when that frame beats the old
-    one (`Reward.beats_reference`). With ``learning`` the reward model learns from the simulated teacher (see the
-    module docstring) and is tested on ``learning.held_out`` frames along the env's state path."""
+    The model scores every ``reward_every``-th step of a rollout, ``reward_chunk`` frames per call (`scorer`). A
+    model with an adaptive reference (``state.reward_reference``) takes the rollout's best frame as its new
+    reference when that frame beats the old one (`Reward.beats_reference`). With ``learning`` the reward model
+    learns from the simulated teacher (see the module docstring) and is tested on ``learning.held_out`` frames
+    along the env's state path."""
     mesh = make_mesh() if mesh is None else mesh
-    check_num_envs(num_envs, mesh)
     check_env(env)
     check_reward_every(reward_every)
+    check_reward_chunk(reward_chunk, check_num_envs(num_envs, mesh))
     agent, _ = agent_for(env, config, jax.random.key(0))  # the graph definitions (tiny MLPs)
     optimizer = make_optimizer(config, total_updates)
     if learning is not None:
@@ -339,7 +372,7 @@ def make_train_step(env: TaskEnv, config: PPOConfig, num_envs: int, total_update
 
     def step_on_one_device(state: TrainState, envs: EnvBatch, labels: LabelBuffer | None, frozen: Reward):
         reward = current_reward(frozen, state)
-        start, score = scorer(env, reward, frame_size, reward_every)
+        start, score = scorer(env, reward, frame_size, reward_every, reward_chunk)
         if learning is None:
             key, update_key = jax.random.split(state.key)
             capture_at = None

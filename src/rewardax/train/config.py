@@ -72,6 +72,10 @@ class TrainConfig:
     reward_every: int = 1
     """Score every k-th step of a rollout (and its first) and hold each env's last reward in between: a 1 B
     VLM costs about a hundred times CLIP B/32 per frame. Best as a divisor of ppo.num_steps."""
+    reward_chunk: int = 0
+    """Frames per call of the reward model (0: every env of a device at once): bounds a large model's activations
+    (a 1 B VLM's attention over 512 frames alone is tens of GB). Must divide the envs per device and
+    eval_episodes."""
     train_reward: bool = False
     """Train the reward model inside the step from a simulated teacher (reward_learning says how): the yes-token
     reward only, from any checkpoint, random included."""
@@ -135,8 +139,9 @@ class TrainConfig:
         if self.train_reward and not isinstance(self.reward, YesTokenRewardConfig):
             problems.append(f"train_reward trains the yes-token reward model: choose reward:yes-token, not "
                             f"reward:{self.reward.cli_name()}")
-        for name, low in (("frame_size", 1), ("reward_every", 1), ("num_envs", 1), ("iterations", 1), ("checkpoint_every", 1),
-                          ("keep_checkpoints", 1), ("eval_every", 0), ("eval_episodes", 1)):
+        for name, low in (("frame_size", 1), ("reward_every", 1), ("reward_chunk", 0), ("num_envs", 1),
+                          ("iterations", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1), ("eval_every", 0),
+                          ("eval_episodes", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
                 problems.append(f"{name} must be an integer of at least {low}, got {value!r}")
@@ -150,12 +155,14 @@ class TrainConfig:
         return problems
 
 
-RESUMABLE_CHANGES = ("iterations", "run_dir", "fallback", "resume", "checkpoint_every", "keep_checkpoints", "eval_every",
-                     "eval_episodes", "wandb", "distributed", "watchdog_first_s", "watchdog_factor", "watchdog_min_s")
-"""Fields that may differ when a run resumes. They do not change the steps already taken; ``iterations``
-extends (or shortens) the run, and with a ``linear`` or ``cosine`` learning-rate schedule the step size of the
-remaining updates then follows the schedule over the new total (the optimiser's step count is kept), so it
-jumps up when a decayed run is extended. The constant schedule of the presets is unaffected."""
+RESUMABLE_CHANGES = ("iterations", "run_dir", "fallback", "resume", "checkpoint_every", "keep_checkpoints",
+                     "eval_every", "eval_episodes", "reward_chunk", "wandb", "distributed", "watchdog_first_s",
+                     "watchdog_factor", "watchdog_min_s")
+"""Fields that may differ when a run resumes. They do not change the steps already taken; ``reward_chunk`` only
+how many frames the reward model sees per call (its memory; the rewards up to rounding); ``iterations`` extends
+(or shortens) the run, and with a ``linear`` or ``cosine`` learning-rate schedule the step size of the remaining
+updates then follows the schedule over the new total (the optimiser's step count is kept), so it jumps up when a
+decayed run is extended. The constant schedule of the presets is unaffected."""
 
 
 PRESET_NAMES = ("smoke", "cpu", "gpu", "tpu", "paper", "learning", "offline")

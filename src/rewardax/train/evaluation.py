@@ -15,7 +15,8 @@ VIDEO_MIN_SIZE = 160  # evaluation videos are enlarged to at least this width to
 def make_evaluation(env, config: TrainConfig, mesh):
     """A batch of deterministic episodes (`rewardax.rl.evaluate`) on every process: their metrics, and on the
     main process the first episode as an mp4 with the reward curve and a PNG strip."""
-    run = make_evaluator(env, config.ppo, config.frame_size, config.eval_episodes, config.reward_every)
+    run = make_evaluator(env, config.ppo, config.frame_size, config.eval_episodes, config.reward_every,
+                         config.reward_chunk)
 
     def evaluate(state, frozen_reward, run_dir, iteration):
         key = distributed.place(jax.random.fold_in(jax.random.key(config.seed), iteration), mesh)

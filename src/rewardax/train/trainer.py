@@ -83,7 +83,8 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
     distributed.initialize(required=config.distributed)
     mesh = make_mesh(mesh_shape(config.mesh, jax.device_count()))
     # Everything is checked, and the reward model built, before the run directory is touched.
-    rl_step.check_num_envs(config.num_envs, mesh)
+    per_device = rl_step.check_num_envs(config.num_envs, mesh)
+    rl_step.check_reward_chunk(config.reward_chunk, per_device, config.eval_episodes)
     if config.wandb and importlib.util.find_spec("wandb") is None:
         raise ValueError("--wandb needs the wandb package: pip install wandb (then wandb login)")
     check_same_config_everywhere(config)
@@ -122,7 +123,7 @@ def train(config: TrainConfig, env: envs.TaskEnv | None = None, reward: Reward |
     if main:
         write_config(run_dir, config)
     train_step = rl_step.make_train_step(env, config.ppo, config.num_envs, total_updates, config.frame_size, mesh,
-                                         config.reward_every, learning)
+                                         config.reward_every, learning, config.reward_chunk)
     evaluate = make_evaluation(env, config, mesh) if can_evaluate(env) else None
     check_reward_model = RewardModelCheck(enabled=reward.needs_frames)
     watch_hacking = HackingMonitor(enabled=reward.needs_frames)

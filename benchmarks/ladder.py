@@ -204,7 +204,7 @@ def clip_reward(env, shape: str, dtype_mm) -> tuple[ClipReward, ClipReward]:
     model = CLIP(config, dtype_mm=dtype_mm, rngs=nnx.Rngs(0))
     reward = ClipReward.create(model, tokenizer, env.task.goal, env.task.baseline)
     unrolled = nnx.eval_shape(lambda: CLIP(config, dtype_mm=dtype_mm, scan_unroll=True, rngs=nnx.Rngs(0)))
-    return reward, reward.replace(graphdef=nnx.split(unrolled)[0])
+    return reward, reward.replace(graphdef=nnx.split(unrolled.vision)[0])
 
 
 # ---- FLOPs of loop-free pieces ------------------------------------------------------------------------------------

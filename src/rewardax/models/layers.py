@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rewardax.models.sharding import full
+from rewardax.platform import target_platform
 
 Array = jax.Array
 
@@ -82,7 +83,7 @@ def attention(q: Array, k: Array, v: Array, allowed: Array | None, dtype_mm) -> 
         return out / weights.sum(axis=-1, keepdims=True)
 
     xs = (qs, ks, vs, masks)
-    out = jax.lax.map(one, xs) if jax.default_backend() == "cpu" and _LOOP_ON_CPU.get() else jax.vmap(one)(xs)
+    out = jax.lax.map(one, xs) if target_platform() == "cpu" and _LOOP_ON_CPU.get() else jax.vmap(one)(xs)
     return out.reshape(b, kv, g, t, hd).transpose(0, 3, 1, 2, 4)
 
 

@@ -45,6 +45,18 @@ a warm-up call that compiles (`common.timed`; the median is reported too). Rungs
 
 ``--rungs`` picks rungs; by default every rung the reward model allows (all five for yes-token, 1-4 for CLIP).
 
+``--shape`` counts and projects, for a reward model too large to run here (``internvl3-1b``, ``-2b``, ``-8b``,
+``clip-bigg``: `common.SIZED_REWARDS`; ``tiny`` checks the script): its weights are abstract (bfloat16), nothing
+is timed, and it prints the FLOP line (with one labelled pair's loss gradient, LoRA rank 16 and every weight) and
+a projection per ``--num-envs`` (envs per chip) and training: rung ``update`` frozen, ``reward_update`` learning in
+the step, whose piece ``yes_token_update`` = (updates × batch × pair gradient + held_out × forward) ÷ (envs ×
+ppo.num_steps), per chip (the simulated teacher costs no model FLOPs). The reward model's pieces are counted from
+the program as lowered (`common.flops` with ``compile=False``: compiling an unrolled billion-parameter model takes
+an hour on this CPU). docs/ladder_sized.jsonl was made with, for each shape::
+
+    python benchmarks/ladder.py --shape internvl3-8b --num-envs 512 1024 --ppo.num-steps 20 \
+        --ppo.hidden-sizes 128 128 --task kneeling                 # the humanoid presets' PPO rollout and policy
+
 FLOPs per env-step come from XLA's cost analysis of loop-free pieces, since it counts a loop body once whatever
 its trip count (see benchmarks/env_render.py and benchmarks/clip_tower.py):
 
@@ -93,7 +105,8 @@ import jax.numpy as jnp
 import tyro
 from flax import nnx
 
-from common import emit, env_piece_flops, env_rungs, flops, machine, reset_envs, scan_steps, time_calls, timed
+from common import (emit, env_piece_flops, env_rungs, flops, machine, reset_envs, scan_steps, sized_reward, time_calls,
+                    timed)
 from rewardax import cli
 
 with contextlib.redirect_stdout(sys.stderr):  # mujoco.mjx prints "Failed to import warp" to stdout: keep it JSON
@@ -103,7 +116,8 @@ with contextlib.redirect_stdout(sys.stderr):  # mujoco.mjx prints "Failed to imp
     from rewardax.rewards import ClipReward, YesTokenRewardConfig
     from rewardax.rewards.config import PAPER_VLM
     from rewardax.rl import PPOConfig, init_carry, make_batch, make_optimizer, rollout, update
-    from rewardax.rl.reward_update import RewardLearning
+    from rewardax.rl.label_buffer import LabelBuffer
+    from rewardax.rl.reward_update import RewardLearning, labelled_loss_sum
     from rewardax.rl.step import agent_for, init, make_mesh, make_train_step
 
 # ---- Projection assumptions (peak FLOP/s per chip; dense, no sparsity) ----------------------------------------
@@ -176,6 +190,11 @@ class Args:
     vector_efficiency: float = VECTOR_EFFICIENCY
     """Fraction of the fp32 vector peak assumed for physics/render in the realistic projection."""
     seed: int = 0
+    shape: str = ""
+    """Count and project, do not time: a reward model too large to run here, by `common.SIZED_REWARDS` name
+    (internvl3-1b, -2b, -8b, clip-bigg; tiny checks the script). Its weights are abstract (bfloat16), so only
+    the FLOP and projection lines are printed, per ``--num-envs`` (envs per chip), for the yes-token shapes
+    frozen and learning in the step (LoRA rank 16 and full, ``--learning``'s other settings)."""
 
 
 # ---- The reward model -------------------------------------------------------------------------------------------
@@ -210,12 +229,14 @@ def clip_reward(env, shape: str, dtype_mm) -> tuple[ClipReward, ClipReward]:
 # ---- FLOPs of loop-free pieces ------------------------------------------------------------------------------------
 
 
-def piece_flops(env, render, reward_unrolled, model_piece: str, frame_size: int, key) -> dict[str, float]:
-    """FLOPs of one env-step of physics, render and the reward model (named ``model_piece``)."""
+def piece_flops(env, render, reward_unrolled, model_piece: str, frame_size: int, key,
+                compile: bool = True) -> dict[str, float]:
+    """FLOPs of one env-step of physics, render and the reward model (named ``model_piece``; counted as lowered
+    with ``compile=False``, see `common.flops`)."""
     data = jax.eval_shape(env.reset, key).pipeline_state  # shapes are all XLA's count needs: nothing to compile
     frame = jax.ShapeDtypeStruct((1, frame_size, frame_size, 3), jnp.uint8)
     return {**env_piece_flops(env, render, data),
-            model_piece: flops(lambda r, f: r(f)[0], reward_unrolled, frame)}
+            model_piece: flops(lambda r, f: r(f)[0], reward_unrolled, frame, compile=compile)}
 
 
 def rl_flops(env, ppo: PPOConfig, num_envs: int) -> dict[str, float]:
@@ -248,6 +269,26 @@ def rl_flops(env, ppo: PPOConfig, num_envs: int) -> dict[str, float]:
     step = flops(lambda p, o, b, k: update(agent, optimizer, p, o, b, k, one_minibatch)[:2], params, opt_state,
                  batch, key)
     return dict(policy=policy, update=ppo.epochs * ppo.minibatches * step / (ppo.num_steps * num_envs))
+
+
+def pair_gradient_flops(reward_unrolled, learning: RewardLearning, frame_size: int) -> float:
+    """FLOPs of the reward model's gradient on one labelled pair (`labelled_loss_sum`: Bradley–Terry and the
+    answers' cross-entropy), trained as ``learning`` says (LoRA adapters or every weight), counted as lowered."""
+    frozen, params = jax.eval_shape(learning.make_trainable, reward_unrolled).split()
+    examples = jax.eval_shape(lambda: LabelBuffer.create(1, 2, (frame_size, frame_size, 3)))
+
+    def gradient(frozen, params, examples):
+        return jax.grad(lambda p: labelled_loss_sum(frozen.merge(p), examples, learning.ce_weight)[0])(params)
+
+    return flops(gradient, frozen, params, examples, compile=False)
+
+
+def reward_update_piece(pair_gradient: float, frame: float, learning: RewardLearning, env_steps: int) -> float:
+    """FLOPs per env-step of the reward model learning in the step on one chip: ``learning.updates`` gradient
+    steps on ``learning.batch`` pairs and the held-out frames scored, once per iteration of ``env_steps``
+    (the simulated teacher's labels cost no model FLOPs)."""
+    examples = learning.batch or learning.capacity
+    return (learning.updates * examples * pair_gradient + learning.held_out * frame) / env_steps
 
 
 # ---- Rungs ------------------------------------------------------------------------------------------------------
@@ -301,8 +342,9 @@ def reward_update_fields(env, reward, args: Args, num_envs: int, frozen_iteratio
 
 def projections(pieces: dict[str, float], utilisation: float, vector_efficiency: float) -> dict[str, dict]:
     """Projected env-steps/s per chip (see the module docstring). ``pieces``: FLOPs per env-step by piece."""
-    matrix = sum(v for k, v in pieces.items() if k in MODEL_PIECES.values())
-    vector = sum(v for k, v in pieces.items() if k not in MODEL_PIECES.values())
+    is_model = tuple(MODEL_PIECES.values())  # the model's pieces: its forward, and its update when it learns
+    matrix = sum(v for k, v in pieces.items() if k.startswith(is_model))
+    vector = sum(v for k, v in pieces.items() if not k.startswith(is_model))
     out = {}
     for chip, peak in CHIPS.items():
         mm = utilisation * peak["bf16_matrix"]
@@ -314,7 +356,58 @@ def projections(pieces: dict[str, float], utilisation: float, vector_efficiency:
     return out
 
 
+def projection_line(base: dict, rung: str, by_piece: dict[str, float], args: Args, **fields) -> dict:
+    """The ``projection`` JSON line of a rung whose FLOPs per env-step are ``by_piece``."""
+    model = next(k for k in MODEL_PIECES.values() if f"{k}_model" in base)
+    return dict(
+        base, measure="projection", rung=rung, **fields, flops_per_env_step=sum(by_piece.values()),
+        flops_by_piece=by_piece,
+        projected_env_steps_per_s=projections(by_piece, args.utilisation, args.vector_efficiency),
+        utilisation=args.utilisation, vector_efficiency=args.vector_efficiency, peaks_flops_per_s=CHIPS,
+        note=f"FLOP-count projection, NOT a measurement. The reward model ({model}, and its update when it "
+             "learns) counted at bf16 matrix peak (tensor cores / MXU); physics, render and policy/update MLPs are "
+             "fp32. all_at_bf16_matrix_peak: every FLOP at utilisation x bf16 peak; per_dtype_peak: fp32 pieces at "
+             "utilisation x fp32 vector peak; realistic: fp32 pieces at vector_efficiency x fp32 vector peak. "
+             "TPU v5e fp32 vector peak is an estimate.")
+
+
+def project_sized(args: Args) -> None:
+    """``--shape``: FLOPs per env-step and projections for a reward model of a named size (see `Args.shape`)."""
+    env = envs.make(args.task)
+    render = env.renderer(args.frame_size, args.frame_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        reward = sized_reward(env, args.shape, tmp, scan_unroll=True)
+    model_piece = "clip" if args.shape == "clip-bigg" else "yes_token"
+    base = dict(bench="ladder", machine=machine(), task=args.task, frame_size=args.frame_size,
+                **{f"{model_piece}_model": f"{args.shape} (abstract weights)", f"{model_piece}_dtype_mm": "bfloat16"})
+    pieces = piece_flops(env, render, reward, model_piece, args.frame_size, jax.random.key(args.seed),
+                         compile=False)
+    trainings = {"frozen": None}
+    if model_piece == "yes_token":  # CLIP cannot learn in the step
+        trainings |= {"lora16": dataclasses.replace(args.learning, lora_rank=16),
+                      "full": dataclasses.replace(args.learning, lora_rank=0)}
+    pair = {name: pair_gradient_flops(reward, learning, args.frame_size)
+            for name, learning in trainings.items() if learning is not None}
+    emit(dict(base, measure="flops per env-step by piece", **pieces,
+              **{f"{model_piece}_pair_gradient_{name}": value for name, value in pair.items()},
+              note="XLA cost analysis of loop-free pieces (layer scans unrolled; the reward model's as lowered, before "
+                   "optimisation); physics is a lower bound (solver loop counted once); *_pair_gradient_*: one "
+                   "labelled pair's loss gradient"))
+    for num_envs in sorted(args.num_envs):
+        rl = rl_flops(env, args.ppo, num_envs)
+        for training, learning in trainings.items():
+            by_piece = pieces | rl
+            fields = dict(num_envs=num_envs, training=training, num_steps=args.ppo.num_steps)
+            if learning is not None:
+                by_piece[f"{model_piece}_update"] = reward_update_piece(pair[training], pieces[model_piece], learning,
+                                                                        num_envs * args.ppo.num_steps)
+                fields["learning"] = dataclasses.asdict(learning)
+            emit(projection_line(base, "update" if learning is None else "reward_update", by_piece, args, **fields))
+
+
 def main(args: Args) -> None:
+    if args.shape:
+        return project_sized(args)
     allowed = RUNGS if args.reward == "yes-token" else FLOP_RUNGS
     rungs = args.rungs or allowed
     unknown = sorted(set(rungs) - set(allowed))
@@ -382,18 +475,7 @@ def main(args: Args) -> None:
                       flops_per_env_step=flops_per_step, achieved_gflops_per_s=round(flops_per_step * rate / 1e9, 2)))
 
     for rung, by_piece in projected.items():
-        emit(dict(
-            base, measure="projection", rung=rung, flops_per_env_step=sum(by_piece.values()), flops_by_piece=by_piece,
-            projected_env_steps_per_s=projections(by_piece, args.utilisation, args.vector_efficiency),
-            utilisation=args.utilisation, vector_efficiency=args.vector_efficiency,
-            peaks_flops_per_s=CHIPS,
-            note=f"FLOP-count projection, NOT a measurement. The reward model ({model_piece}) counted at bf16 "
-                 "matrix peak (tensor cores / MXU); physics, render and policy/update MLPs are fp32. "
-                 "all_at_bf16_matrix_peak: every FLOP at "
-                 "utilisation x bf16 peak; per_dtype_peak: fp32 pieces at utilisation x fp32 vector peak; "
-                 "realistic: fp32 pieces at vector_efficiency x fp32 vector peak. TPU v5e fp32 vector peak is an "
-                 "estimate."))
-
+        emit(projection_line(base, rung, by_piece, args))
 
 if __name__ == "__main__":
     cli.run(lambda: main(tyro.cli(Args)))

@@ -67,8 +67,10 @@ class Args:
     """learned: pixels the frames are drawn at, shrunk anti-aliased to the model's 56 (see `LEARNED_UPDATES`)."""
     reward_every: int = 1
     """learned: the model scores every n-th step and the reward holds in between (TrainConfig.reward_every)."""
-    success_bonus: float = 0.0
-    """dense: added to the reward where the oracle passes (`rewardax.rewards.DenseRewardConfig.success_bonus`)."""
+    success_bonus: float | None = None
+    """dense: added to the reward where the oracle passes (`rewardax.rewards.DenseRewardConfig.success_bonus`;
+    default: the learning preset's, `rewardax.train.config.LEARNING_SUCCESS_BONUS` on the humanoid tasks, 0 on
+    CartPole and MountainCar)."""
     minutes: float = 30.0
     """Wall-time budget of each run."""
     num_envs: int = 0
@@ -104,7 +106,7 @@ def random_policy_rate(task: str, episodes: int, seed: int = 0) -> float:
 LEARNED = "learned"
 
 
-def run_name(reward: str, args: Args) -> str:
+def run_name(reward: str, args: Args, config) -> str:
     """The run's name in the results: the reward, with the settings it changes (a learned run's teacher and
     frames; any run's seed), so that runs of one task with different settings are kept side by side."""
     changes = []
@@ -113,7 +115,8 @@ def run_name(reward: str, args: Args) -> str:
         changes += [f"{args.label_budget} labels"] if args.label_budget else []
         changes += [f"{args.frame_size} px"] if args.frame_size != Args.frame_size else []
         changes += [f"reward every {args.reward_every}"] if args.reward_every != 1 else []
-    changes += [f"success bonus {args.success_bonus:g}"] if reward == "dense" and args.success_bonus else []
+    bonus = getattr(config.reward, "success_bonus", 0.0)
+    changes += [f"success bonus {bonus:g}"] if reward == "dense" and bonus else []
     changes += [f"seed {args.seed}"] if args.seed else []
     return f"{reward} ({', '.join(changes)})" if changes else reward
 
@@ -121,7 +124,7 @@ def run_name(reward: str, args: Args) -> str:
 def reward_settings(reward: str, args: Args, config) -> dict:
     """The config fields that make ``reward``: a ground-truth reward by name, or the yes-token model learning."""
     if reward == "dense":
-        return {"reward": DenseRewardConfig(success_bonus=args.success_bonus)}
+        return {} if args.success_bonus is None else {"reward": DenseRewardConfig(success_bonus=args.success_bonus)}
     if reward != LEARNED:
         return {"reward": REWARD_CONFIGS[reward]()}
     learning = config.reward_learning
@@ -149,9 +152,9 @@ def run_one(task: str, reward: str, args: Args, out: pathlib.Path) -> dict:
         config = dataclasses.replace(config, **{name: getattr(smoke, name) for name in (
             "num_envs", "iterations", "frame_size", "eval_episodes", "ppo", "reward_learning")}, eval_every=0,
             checkpoint_every=1)
-    name = run_name(reward, args)
-    config = dataclasses.replace(config, task=task, seed=args.seed, **reward_settings(reward, args, config),
-                                 run_dir=str(out / f"{task}-{name}".replace(" ", "_").replace(",", "")),
+    config = dataclasses.replace(config, task=task, seed=args.seed, **reward_settings(reward, args, config))
+    name = run_name(reward, args, config)
+    config = dataclasses.replace(config, run_dir=str(out / f"{task}-{name}".replace(" ", "_").replace(",", "")),
                                  **({"num_envs": args.num_envs} if args.num_envs else {}))
     deadline = time.perf_counter() + 60 * args.minutes
     curve = []

@@ -27,12 +27,9 @@ Targets:
 - 8 × H100 needs the jax CUDA plugin for a deviceless compile (not installed here): for GPUs, the ``cpu`` target's
   argument bytes plus the arithmetic in the README.
 
-The shapes are transformers configs (`VLM_SHAPES`): InternViT-300M (24 layers, width 1024, 448 px, 256 tokens per
-image) with the decoders of Qwen2.5-0.5B, -1.5B and -7B (their config.json: widths 896 / 1536 / 3584, 24 / 28 / 28
-layers, 14 / 12 / 28 query and 2 / 2 / 4 key-value heads, MLP 4864 / 8960 / 18944), InternVL3's vocabulary of
-151,674 with an untied head (as InternVL3-1B-hf; the 2B and 8B -hf configs were not reachable here), and the
-tiny tokenizer (the prompt's length is the real one ± a few tokens). CLIP ViT-bigG-14 is open_clip's
-architecture; its reward keeps only the image tower.
+The shapes are `common.SIZED_REWARDS`: the InternVL3 ones are `rewardax.models.INTERNVL3_SHAPES` (where each
+number comes from is in its docstring), with the tiny tokenizer (the prompt's length is the real one ± a few
+tokens); CLIP ViT-bigG-14 is open_clip's architecture, and its reward keeps only the image tower.
 """
 
 from __future__ import annotations
@@ -54,51 +51,21 @@ if __name__ == "__main__":  # the device count and the platform are fixed when J
 import contextlib  # noqa: E402
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
 import tyro  # noqa: E402
-from flax import nnx  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
-from common import emit, machine  # noqa: E402
+from common import SIZED_REWARDS, emit, machine, sized_reward  # noqa: E402
 from rewardax import cli  # noqa: E402
 
 with contextlib.redirect_stdout(sys.stderr):  # mujoco.mjx prints "Failed to import warp" to stdout: keep it JSON
     import rewardax.envs as envs
     from rewardax.mesh import AXIS, MODEL, make_mesh
-    from rewardax.models import CLIP, InternVL, load_tokenizer, write_random_vlm
-    from rewardax.models.clip_checkpoints import open_clip_spec, tiny_clip_vocab, write_clip_tokenizer
-    from rewardax.models.internvl import InternVLSpec
-    from rewardax.models.internvl_checkpoints import tiny_vlm_config_dict
-    from rewardax.models.sharding import specs
-    from rewardax.models.vlm_processor import VLMProcessor
     from rewardax.platform import compiling_for
-    from rewardax.rewards import ClipReward, YesTokenReward, YesTokenRewardConfig
     from rewardax.rl import PPOConfig
     from rewardax.rl import step as rl_step
     from rewardax.rl.reward_update import RewardLearning
     from rewardax.train.config import HUMANOID_PPO
 
-_VISION_300M = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                    image_size=[448, 448], patch_size=[14, 14], attention_bias=True, use_qk_norm=False,
-                    norm_type="layer_norm", layer_norm_eps=1e-6, use_mean_pooling=True, layer_scale_init_value=0.1,
-                    hidden_act="gelu")
-_DECODER = dict(vocab_size=151674, rms_norm_eps=1e-6, max_position_embeddings=32768, hidden_act="silu",
-                rope_parameters={"rope_type": "default", "rope_theta": 1e6})
-VLM_SHAPES = {
-    name: dict(vision_config=_VISION_300M, text_config={**_DECODER, **text}, image_seq_length=256,
-               downsample_ratio=0.5, projector_hidden_act="gelu", tie_word_embeddings=False)
-    for name, text in {
-        "internvl3-1b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                             intermediate_size=4864),
-        "internvl3-2b": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-                             intermediate_size=8960),
-        "internvl3-8b": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
-                             intermediate_size=18944),
-    }.items()}
-"""InternVL3 shapes as transformers config overrides (`rewardax.models.tiny_vlm_config_dict`); see the module
-docstring for where each number comes from."""
-SHAPES = ("tiny", *VLM_SHAPES, "clip-bigg")
 BUDGETS = {"v5e-8": int(15.75 * 2**30), "cpu": None}
 """Usable bytes per device (v5e: 16 GiB of HBM less what the runtime keeps)."""
 
@@ -106,7 +73,8 @@ BUDGETS = {"v5e-8": int(15.75 * 2**30), "cpu": None}
 @dataclasses.dataclass(frozen=True)
 class Args:
     target: Literal["cpu", "v5e-8"] = "cpu"
-    shapes: tuple[str, ...] = ("internvl3-1b", "internvl3-2b", "internvl3-8b", "clip-bigg")
+    shapes: tuple[str, ...] = SIZED_REWARDS[1:]
+    """Reward models (`common.SIZED_REWARDS`; tiny checks the script)."""
     training: tuple[Literal["frozen", "lora16", "full"], ...] = ("frozen", "lora16", "full")
     """How the yes-token model is trained in the step (CLIP is always frozen)."""
     meshes: tuple[str, ...] = ("8x1", "4x2", "2x4", "1x8")
@@ -122,35 +90,6 @@ class Args:
     """The reward model's training in the step (for lora16 and full)."""
     out: str = ""
     """Also append the JSON lines to this file."""
-
-
-def yes_token_reward(env, shape: str, tmp: str) -> YesTokenReward:
-    """The pointwise yes-token reward at ``shape`` with abstract bfloat16 weights (the tiny one is concrete)."""
-    if shape == "tiny":
-        return YesTokenRewardConfig(checkpoint="random").build(env)
-    processor_dir = write_random_vlm(os.path.join(tmp, "tokenizer"))  # the tiny tokenizer and chat template
-    probe = VLMProcessor.from_directory(processor_dir, 56, 4)
-    from transformers import InternVLConfig
-
-    spec = InternVLSpec.from_hf_config(InternVLConfig.from_dict(
-        tiny_vlm_config_dict(0, probe.image_token_id, **VLM_SHAPES[shape])))
-    processor = VLMProcessor.from_directory(processor_dir, spec.vision.image_size, spec.tokens_per_image)
-    graphdef, params = nnx.split(nnx.eval_shape(
-        lambda: InternVL(spec, dtype_mm=jnp.bfloat16, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))))
-    return jax.eval_shape(lambda p: YesTokenReward.create(nnx.merge(graphdef, p), processor, env.task.goal[0]),
-                          params)
-
-
-def clip_bigg_reward(env, tmp: str) -> ClipReward:
-    """VLM-RM's CLIP ViT-bigG-14 reward with abstract bfloat16 weights (the tiny CLIP tokenizer for the prompts)."""
-    spec = open_clip_spec("ViT-bigG-14")
-    vocab, merges = tiny_clip_vocab()
-    write_clip_tokenizer(os.path.join(tmp, "clip"), vocab, merges)
-    tokenizer = load_tokenizer(os.path.join(tmp, "clip"))
-    graphdef, params = nnx.split(nnx.eval_shape(
-        lambda: CLIP(spec, dtype_mm=jnp.bfloat16, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))))
-    return jax.eval_shape(lambda p: ClipReward.create(nnx.merge(graphdef, p), tokenizer, env.task.goal,
-                                                      env.task.baseline), params)
 
 
 def abstract(tree, shardings):
@@ -219,7 +158,7 @@ def main(args: Args) -> None:
     out = open(args.out, "a") if args.out else None
     with tempfile.TemporaryDirectory() as tmp, out or contextlib.nullcontext():
         for shape in args.shapes:
-            reward = clip_bigg_reward(env, tmp) if shape == "clip-bigg" else yes_token_reward(env, shape, tmp)
+            reward = sized_reward(env, shape, tmp)
             for training in ("frozen",) if shape == "clip-bigg" else args.training:
                 for text in args.meshes:
                     envs_size, model = (int(n) for n in text.split("x"))

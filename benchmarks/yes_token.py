@@ -34,7 +34,7 @@ Shapes (random weights written by `write_random_vlm`, cached under ``outputs/yes
 .gitignore ignores, so later runs reuse them; the 1B one is ~3.8 GB of float32):
 
 - ``tiny``: `tiny_vlm_config_dict` (56 px, width 32, 2 + 2 layers) — checks the script, measures nothing useful.
-- ``1b``: shaped like ``OpenGVLab/InternVL3-1B-hf``. Vision InternViT-300M: hidden 1024, 24 layers, 16 heads,
+- ``1b``: shaped like ``OpenGVLab/InternVL3-1B-hf`` (`rewardax.models.INTERNVL3_SHAPES`). Vision InternViT-300M: hidden 1024, 24 layers, 16 heads,
   MLP 4096, 448 px, patch 14, q/k/v bias, LayerNorm (eps 1e-6), layer scale, mean pooling (no final norm).
   Text Qwen2.5-0.5B: hidden 896, 24 layers, 14 heads, 2 kv heads, MLP 4864, vocab 151674, rope theta 1e6,
   max positions 32768. 256 image tokens (downsample 0.5), projector LayerNorm(4096) -> 4096x896 -> GELU ->
@@ -76,7 +76,7 @@ from common import emit, flops as count_flops, machine, timed
 from rewardax import cli
 
 with contextlib.redirect_stdout(sys.stderr):  # mujoco.mjx prints "Failed to import warp" to stdout: keep it JSON
-    from rewardax.models import load_vlm, write_random_vlm
+    from rewardax.models import INTERNVL3_SHAPES, load_vlm, write_random_vlm
     from rewardax.models.internvl import InternVL
     from rewardax.rewards.yes_token import PAIRWISE, POINTWISE, YesTokenReward, answer_score
 
@@ -84,17 +84,7 @@ GOAL = "a humanoid robot kneeling"  # words the tiny tokenizer has as single tok
 CACHE = pathlib.Path(__file__).resolve().parents[1] / "outputs" / "yes_token_bench"
 GOALS = {"pairwise": 1.8, "pointwise": 1.0}  # rewardax cached / transformers per-sample, at the 1B shape
 
-INTERNVL3_1B = dict(
-    vision_config=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                       image_size=[448, 448], patch_size=[14, 14], attention_bias=True, use_qk_norm=False,
-                       norm_type="layer_norm", layer_norm_eps=1e-6, use_mean_pooling=True,
-                       layer_scale_init_value=0.1, hidden_act="gelu"),
-    text_config=dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                     intermediate_size=4864, vocab_size=151674, rms_norm_eps=1e-6, max_position_embeddings=32768,
-                     rope_parameters={"rope_type": "default", "rope_theta": 1e6}, hidden_act="silu"),
-    image_seq_length=256, downsample_ratio=0.5, projector_hidden_act="gelu", tie_word_embeddings=False,
-)
-SHAPES = {"tiny": {}, "1b": INTERNVL3_1B}
+SHAPES = {"tiny": {}, "1b": INTERNVL3_SHAPES["internvl3-1b"]}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """benchmarks/ladder.py end to end at a tiny size: every rung with CLIP, and the yes-token model's iteration with
-the reward model learning. Speed is never asserted."""
+the reward model learning, and the projection for a model too large to run (``--shape``). Speed is never
+asserted."""
+
+import pytest
 
 from benchmark_scripts import by_measure, check_line, run
 
@@ -41,3 +44,26 @@ def test_ladder_times_the_iteration_with_the_yes_token_model_learning(capsys):
                       "learning"})
     assert line["frozen_s"] > 0 and line["learning_s"] > 0 and line["reward_update_share"] < 1
     assert line["learning"]["labels_per_iteration"] == 1 and line["learning"]["updates"] == 1
+
+
+def test_ladder_projects_a_reward_model_too_large_to_run_from_its_flop_counts(capsys):
+    """``--shape``: abstract weights (the tiny model's shape here; the InternVL3 ones in docs/ladder_sized.jsonl),
+    so FLOP and projection lines only, one per training; the learning model's update per env-step is its pair
+    gradients and held-out frames over the iteration's env-steps, counted at the matrix peak."""
+    lines = by_measure(run("ladder", ["--shape", "tiny", "--num-envs", "2", "--frame-size", "16",
+                                      "--ppo.num-steps", "2", "--ppo.epochs", "1", "--ppo.minibatches", "2",
+                                      "--ppo.hidden-sizes", "8", "--learning.updates", "3", "--learning.batch", "5",
+                                      "--learning.held-out", "7"], capsys))
+    assert set(lines) == {"flops per env-step by piece", "projection"}
+    (pieces,) = lines["flops per env-step by piece"]
+    frozen, lora, full = lines["projection"]
+    assert [line["training"] for line in (frozen, lora, full)] == ["frozen", "lora16", "full"]
+    assert frozen["rung"] == "update" and lora["rung"] == full["rung"] == "reward_update"
+    # A pair's gradient costs more than its two frames' forward passes, and LoRA's less than every weight's.
+    assert 2 * pieces["yes_token"] < pieces["yes_token_pair_gradient_lora16"] < pieces["yes_token_pair_gradient_full"]
+    for line, name in ((lora, "lora16"), (full, "full")):
+        update = (3 * 5 * pieces[f"yes_token_pair_gradient_{name}"] + 7 * pieces["yes_token"]) / (2 * 2)
+        assert line["flops_by_piece"]["yes_token_update"] == pytest.approx(update)
+        assert line["flops_per_env_step"] == pytest.approx(frozen["flops_per_env_step"] + update)
+        for chip, rates in line["projected_env_steps_per_s"].items():
+            assert 0 < rates["realistic"] < frozen["projected_env_steps_per_s"][chip]["realistic"]

@@ -50,6 +50,18 @@ def test_the_command_line_takes_the_task_family_ppo_and_the_preset_machine_size(
     assert override.ppo.scale_reward  # an option given on the command line still wins
 
 
+def test_the_learning_preset_rewards_passing_a_humanoid_pose_with_a_bonus_and_keeps_classic_control_plain():
+    """The success bonus that made splits and lotus hold what they learn; CartPole and MountainCar were measured
+    (and CI tests them) without it."""
+    from rewardax.train.config import LEARNING_SUCCESS_BONUS
+
+    assert LEARNING_SUCCESS_BONUS == 1.0
+    for task in envs.TASKS:
+        assert presets(task)["learning"].reward.success_bonus == LEARNING_SUCCESS_BONUS, task
+    for task in ("cartpole", "mountaincar"):
+        assert presets(task)["learning"].reward.success_bonus == 0.0, task
+
+
 def test_the_offline_preset_learns_a_humanoid_pose_from_its_ground_truth_or_the_classic_task_itself():
     from rewardax.rewards import DenseRewardConfig
     from rewardax.train.config import OFFLINE_ITERATIONS, OFFLINE_TASK

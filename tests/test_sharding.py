@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rewardax.models import internvl as iv
+from rewardax.models import internvl3_config_dict
 from rewardax.models.clip import CLIP, CLIPSpec, TowerSpec
 from rewardax.models.clip_checkpoints import open_clip_spec
 from rewardax.models.layers import Dense, add_lora
@@ -34,14 +35,6 @@ TINY_VL = iv.InternVLSpec(
                             attention_bias=True, qk_norm=True),
     text=iv.Qwen2Spec(vocab_size=101, width=16, depth=2, heads=4, kv_heads=2, head_dim=4, mlp_dim=24),
     image_token_id=IMG, tie_word_embeddings=False, image_seq_length=1)
-_VIT_300M = iv.InternViTSpec(image_size=448, patch_size=14, width=1024, depth=24, heads=16, mlp_dim=4096,
-                             attention_bias=True)
-INTERNVL3_1B = iv.InternVLSpec(  # Qwen2.5-0.5B decoder (benchmarks/yes_token.py's 1b shape)
-    vision=_VIT_300M, text=iv.Qwen2Spec(vocab_size=151674, width=896, depth=24, heads=14, kv_heads=2, head_dim=64,
-                                        mlp_dim=4864, rope_theta=1e6), tie_word_embeddings=False)
-INTERNVL3_8B = iv.InternVLSpec(  # Qwen2.5-7B decoder
-    vision=_VIT_300M, text=iv.Qwen2Spec(vocab_size=151674, width=3584, depth=28, heads=28, kv_heads=4,
-                                        head_dim=128, mlp_dim=18944, rope_theta=1e6), tie_word_embeddings=False)
 TINY_CLIP = CLIPSpec(embed_dim=12, image_size=32, patch_size=16,
                      vision=TowerSpec(width=16, depth=2, heads=2, mlp_dim=24),
                      vocab_size=50, context_length=8, text=TowerSpec(width=12, depth=2, heads=2, mlp_dim=20),
@@ -82,7 +75,7 @@ def abstract(name: str):
     if name == "clip-bigG":
         spec = open_clip_spec("ViT-bigG-14")
         return nnx.eval_shape(lambda: CLIP(spec, rngs=nnx.Rngs(0), **bf16)), {spec.vision.depth, spec.text.depth}
-    spec = {"tiny": TINY_VL, "internvl3-1b": INTERNVL3_1B, "internvl3-8b": INTERNVL3_8B}[name]
+    spec = TINY_VL if name == "tiny" else iv.InternVLSpec.from_hf_config(internvl3_config_dict(name))
     return (nnx.eval_shape(lambda: internvl(spec, lora=2, **bf16)), {spec.vision.depth, spec.text.depth})
 
 

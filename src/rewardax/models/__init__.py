@@ -11,7 +11,7 @@ from rewardax.models.clip_checkpoints import (
     write_random_clip,
 )
 from rewardax.models.internvl import InternVL, InternVLSpec
-from rewardax.models.internvl_checkpoints import load_vlm, write_random_vlm
+from rewardax.models.internvl_checkpoints import INTERNVL3_SHAPES, internvl3_config_dict, load_vlm, write_random_vlm
 from rewardax.models.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, preprocess_frames, resize_images
 from rewardax.models.vlm_processor import VLMProcessor
 
@@ -19,4 +19,5 @@ __all__ = [
     "CLIP", "CLIPSpec", "TowerSpec", "l2_normalize", "OPEN_CLIP_ARCHS", "CheckpointError", "CheckpointNotFoundError",
     "load_clip", "load_tokenizer", "tokenize", "write_random_clip", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD",
     "preprocess_frames", "resize_images", "InternVL", "InternVLSpec", "VLMProcessor", "load_vlm", "write_random_vlm",
+    "INTERNVL3_SHAPES", "internvl3_config_dict",
 ]

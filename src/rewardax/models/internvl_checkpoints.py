@@ -327,6 +327,39 @@ def tiny_vlm_config_dict(vocab_size: int, image_token_id: int, **overrides) -> d
     return config
 
 
+_INTERNVIT_300M = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                       image_size=[448, 448], patch_size=[14, 14], attention_bias=True, use_qk_norm=False,
+                       norm_type="layer_norm", layer_norm_eps=1e-6, use_mean_pooling=True, layer_scale_init_value=0.1,
+                       hidden_act="gelu")
+_QWEN25 = dict(vocab_size=151674, rms_norm_eps=1e-6, max_position_embeddings=32768,
+               hidden_act="silu", rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+INTERNVL3_SHAPES = {
+    name: dict(vision_config=_INTERNVIT_300M, text_config={**_QWEN25, **text}, image_seq_length=256,
+               downsample_ratio=0.5, projector_hidden_act="gelu", tie_word_embeddings=False)
+    for name, text in {
+        "internvl3-1b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                             intermediate_size=4864),
+        "internvl3-2b": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                             intermediate_size=8960),
+        "internvl3-8b": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                             intermediate_size=18944),
+    }.items()}
+"""InternVL3-1B, -2B and -8B as overrides of `tiny_vlm_config_dict`, for sizing without weights (memory, FLOPs,
+sharding): InternViT-300M (448 px, patch 14, 256 tokens per image after the 0.5 pixel shuffle; transformers'
+InternVL config) with the decoders of Qwen2.5-0.5B, -1.5B and -7B (their config.json: widths 896 / 1536 / 3584,
+24 / 28 / 28 layers, 14 / 12 / 28 query and 2 / 2 / 4 key-value heads, MLP 4864 / 8960 / 18944), InternVL3's
+vocabulary of 151,674 and an untied head as in InternVL3-1B-hf (the 2B and 8B -hf configs were not reachable
+from this machine: the same is assumed)."""
+
+
+def internvl3_config_dict(name: str, image_token_id: int = InternVLSpec.image_token_id) -> dict:
+    """The config dict of the named InternVL3 shape (`INTERNVL3_SHAPES`); ``image_token_id`` that of the
+    tokenizer that will write its prompts."""
+    if name not in INTERNVL3_SHAPES:
+        raise ValueError(f"unknown InternVL3 shape {name!r}: choose from {', '.join(INTERNVL3_SHAPES)}")
+    return tiny_vlm_config_dict(0, image_token_id, **INTERNVL3_SHAPES[name])
+
+
 def write_random_vlm(path: PathLike, config: dict | None = None, seed: int = 0) -> pathlib.Path:
     """Writes a tiny **random** InternVL checkpoint in transformers' layout into ``path``: config.json,
     model.safetensors (random float32 weights: it answers nothing meaningfully), a tiny Qwen2 tokenizer made here
